@@ -6,3 +6,10 @@
 #include <minibert/version.hpp>  // defines: MINIBERT_VERSION_*, version_string
 #include <minibert/config.hpp>   // defines: MINIBERT_HOST_DEVICE, feature macros
 #include <minibert/error.hpp>    // defines: error, MINIBERT_CHECK, MINIBERT_ASSERT
+#include <minibert/dtype.hpp>    // defines: dtype, half, bfloat16
+#include <minibert/tensor.hpp>   // defines: tensor, shape, device::cpu, device::cuda
+#include <minibert/random.hpp>   // defines: generator (Philox)
+#include <minibert/backend.hpp>  // defines: backend<Device> (the op table)
+#include <minibert/cpu/backend.hpp> // defines: backend<device::cpu>, set_num_threads
+#include <minibert/autograd.hpp> // defines: variable, node, no_grad, backward
+#include <minibert/ops.hpp>      // defines: every differentiable op

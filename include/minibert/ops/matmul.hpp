@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/* Differentiable matrix products: batched matmul with optional transposes, and the fused linear layer
+   (x W^T + b, weights stored (out,in) as torch.nn.Linear stores them). */
+
+#include <minibert/autograd.hpp>
+#include <minibert/backend.hpp>
+
+namespace minibert {
+
+/// @brief op(a) @ op(b): a (...,M,K) (or (...,K,M) when trans_a), b (...,K,N) (or (...,N,K) when trans_b),
+/// with equal batch dims, or b of rank 2 shared by every batch -> (...,M,N).
+/// @throws minibert::error on rank or inner-dim mismatch, naming both shapes
+template <class T, class D>
+variable<T, D> matmul(const variable<T, D>& a, const variable<T, D>& b, bool trans_a = false, bool trans_b = false) {
+  const shape& sa = a.shape();
+  const shape& sb = b.shape();
+  MINIBERT_CHECK(sa.rank() >= 2 && sb.rank() >= 2, "matmul", "lhs " << sa << " x rhs " << sb << ": need rank >= 2");
+  const std::int64_t M = trans_a ? sa.dim(-1) : sa.dim(-2), K = trans_a ? sa.dim(-2) : sa.dim(-1);
+  const std::int64_t Kb = trans_b ? sb.dim(-1) : sb.dim(-2), N = trans_b ? sb.dim(-2) : sb.dim(-1);
+  MINIBERT_CHECK(K == Kb, "matmul", "lhs " << sa << (trans_a ? "^T" : "") << " x rhs " << sb << (trans_b ? "^T" : "")
+                                            << ": inner dims " << K << " != " << Kb);
+  const bool shared_b = sb.rank() == 2 && sa.rank() > 2;
+  if (!shared_b) {
+    MINIBERT_CHECK(sa.rank() == sb.rank(), "matmul", "lhs " << sa << " x rhs " << sb << ": batch ranks differ");
+    for (int i = 0; i < sa.rank() - 2; ++i)
+      MINIBERT_CHECK(sa[i] == sb[i], "matmul", "lhs " << sa << " x rhs " << sb << ": batch dim " << i << " differs");
+  }
+  const std::int64_t batch = sa.numel() / (M * K == 0 ? 1 : M * K);
+  shape so;
+  for (int i = 0; i < sa.rank() - 2; ++i) so.push_back(sa[i]);
+  so.push_back(M);
+  so.push_back(N);
+  const tensor<T, D> ac = a.value().contiguous(), bc = b.value().contiguous();
+  tensor<T, D> out = tensor<T, D>::empty(so);
+  const std::int64_t lda = trans_a ? M : K, ldb = trans_b ? K : N;
+  const std::int64_t stride_b = shared_b ? 0 : K * N;
+  backend<D>::gemm_batched(trans_a, trans_b, M, N, K, T(1), ac.data(), lda, M * K, bc.data(), ldb, stride_b, T(0),
+                           out.data(), N, M * N, batch);
+  return make_result(std::move(out), "matmul", {&a, &b}, [=] {
+    return [=](const tensor<T, D>& g, node<T, D>& self) {
+      const tensor<T, D> gc = g.contiguous();
+      if (self.needs(0)) { // d op(A) = dC op(B)^T
+        tensor<T, D> da = tensor<T, D>::empty(ac.shape());
+        if (!trans_a)
+          backend<D>::gemm_batched(false, !trans_b, M, K, N, T(1), gc.data(), N, M * N, bc.data(), ldb, stride_b, T(0),
+                                   da.data(), K, M * K, batch);
+        else // dA = op(B) dC^T
+          backend<D>::gemm_batched(trans_b, true, K, M, N, T(1), bc.data(), ldb, stride_b, gc.data(), N, M * N, T(0),
+                                   da.data(), M, M * K, batch);
+        self.accumulate(0, std::move(da));
+      }
+      if (self.needs(1)) { // d op(B) = op(A)^T dC; a shared B sums over the batch (beta = 1)
+        tensor<T, D> db = tensor<T, D>::empty(bc.shape());
+        if (shared_b) backend<D>::fill(db.data(), db.numel(), T(0));
+        const T beta = shared_b ? T(1) : T(0);
+        const std::int64_t sdb = shared_b ? 0 : K * N;
+        // with a shared B every batch adds into the same matrix: run serially, one GEMM per batch
+        const std::int64_t nb = shared_b ? 1 : batch;
+        for (std::int64_t i = 0; i < (shared_b ? batch : 1); ++i) {
+          const T* A0 = ac.data() + i * M * K;
+          const T* G0 = gc.data() + i * M * N;
+          if (!trans_b)
+            backend<D>::gemm_batched(!trans_a, false, K, N, M, T(1), A0, lda, M * K, G0, N, M * N, beta, db.data(), N,
+                                     sdb, nb);
+          else // dB = dC^T op(A)
+            backend<D>::gemm_batched(true, trans_a, N, K, M, T(1), G0, N, M * N, A0, lda, M * K, beta, db.data(), K,
+                                     sdb, nb);
+        }
+        self.accumulate(1, std::move(db));
+      }
+    };
+  });
+}
+
+/// @brief x (...,K) W^T + b: weight (C,K) as torch.nn.Linear stores it, bias (C) or undefined -> (...,C)
+/// @throws minibert::error if x's last dim is not K or the bias is not (C)
+template <class T, class D>
+variable<T, D> linear(const variable<T, D>& x, const variable<T, D>& weight, const variable<T, D>& bias) {
+  MINIBERT_CHECK(weight.rank() == 2, "linear", "weight " << weight.shape() << " must be (out, in)");
+  const std::int64_t C = weight.size(0), K = weight.size(1);
+  MINIBERT_CHECK(x.rank() >= 1 && x.size(-1) == K, "linear", "input " << x.shape() << " x weight " << weight.shape()
+                                                                      << "^T: inner dims " << x.size(-1) << " != " << K);
+  if (bias.defined())
+    MINIBERT_CHECK(bias.rank() == 1 && bias.size(0) == C, "linear", "bias " << bias.shape() << " for weight " << weight.shape());
+  const tensor<T, D> xc = x.value().contiguous();
+  const std::int64_t N = xc.numel() / K;
+  shape so = x.shape();
+  so[so.rank() - 1] = C;
+  tensor<T, D> out = tensor<T, D>::empty(so);
+  const tensor<T, D> w = weight.value();
+  backend<D>::linear_forward(xc.data(), w.data(), bias.defined() ? bias.value().data() : (const T*)nullptr, out.data(),
+                             N, K, C);
+  return make_result(std::move(out), "linear", {&x, &weight, &bias}, [=] {
+    return [=](const tensor<T, D>& g, node<T, D>& self) {
+      const tensor<T, D> gc = g.contiguous();
+      tensor<T, D> dx, dw, db;
+      if (self.needs(0)) dx = tensor<T, D>::empty(xc.shape());
+      if (self.needs(1)) {
+        dw = tensor<T, D>::empty(w.shape());
+        backend<D>::fill(dw.data(), dw.numel(), T(0));
+      }
+      if (self.needs(2)) {
+        db = tensor<T, D>::empty({C});
+        backend<D>::fill(db.data(), C, T(0));
+      }
+      backend<D>::linear_backward(gc.data(), xc.data(), w.data(), dx.data(), dw.data(), db.data(), N, K, C);
+      if (self.needs(0)) self.accumulate(0, std::move(dx));
+      if (self.needs(1)) self.accumulate(1, std::move(dw));
+      if (self.needs(2)) self.accumulate(2, std::move(db));
+    };
+  });
+}
+
+} // namespace minibert
