@@ -13,3 +13,5 @@
 #include <minibert/cpu/backend.hpp> // defines: backend<device::cpu>, set_num_threads
 #include <minibert/autograd.hpp> // defines: variable, node, no_grad, backward
 #include <minibert/ops.hpp>      // defines: every differentiable op
+#include <minibert/bert_config.hpp>    // defines: bert_config, hidden_activation, problem_kind
+#include <minibert/io/checkpoint.hpp>  // defines: checkpoint, safetensors_file, save_safetensors, torch_checkpoint, atomic_write
