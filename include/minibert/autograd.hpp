@@ -112,7 +112,7 @@ public:
   bool has_grad() const { return n_->grad.defined(); }
   bool requires_grad() const { return n_->requires_grad; }
   void set_requires_grad(bool r) {
-    MINIBERT_CHECK(n_->inputs.empty(), "autograd", "requires_grad can only be set on leaves (op " << n_->op << ")");
+    MINIBERT_CHECK(n_->is_leaf(), "autograd", "requires_grad can only be set on leaves (op " << n_->op << ")");
     n_->requires_grad = r;
   }
   const shape_type& shape() const { return n_->value.shape(); }

@@ -28,7 +28,7 @@ variable<T, D> embedding(const variable<T, D>& weight, const tensor<I, D>& ids) 
   so.push_back(C);
   tensor<T, D> out = tensor<T, D>::empty(so);
   const shape ws = weight.shape();
-  backend<D>::embedding_forward(ic.data(), weight.value().data(), out.data(), N, C);
+  backend<D>::embedding_forward(ic.data(), weight.value().contiguous().data(), out.data(), N, C);
   return make_result(std::move(out), "embedding", {&weight}, [=] {
     return [=](const tensor<T, D>& g, node<T, D>& self) {
       tensor<T, D> dw = tensor<T, D>::empty(ws);

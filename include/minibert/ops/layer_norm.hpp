@@ -18,8 +18,8 @@ variable<T, D> layer_norm(const variable<T, D>& x, const variable<T, D>& weight,
   const tensor<T, D> xc = x.value().contiguous();
   const std::int64_t N = xc.numel() / (C ? C : 1);
   tensor<T, D> out = tensor<T, D>::empty(xc.shape()), mean = tensor<T, D>::empty({N}), rstd = tensor<T, D>::empty({N});
-  const tensor<T, D> w = weight.value();
-  backend<D>::layer_norm_forward(xc.data(), w.data(), bias.value().data(), out.data(), mean.data(), rstd.data(), N, C, eps);
+  const tensor<T, D> w = weight.value().contiguous();
+  backend<D>::layer_norm_forward(xc.data(), w.data(), bias.value().contiguous().data(), out.data(), mean.data(), rstd.data(), N, C, eps);
   return make_result(std::move(out), "layer_norm", {&x, &weight, &bias}, [=] {
     return [=](const tensor<T, D>& g, node<T, D>& self) {
       tensor<T, D> dx = tensor<T, D>::empty(xc.shape()), dw, db;

@@ -4,6 +4,7 @@
    (with ignore_index), mean squared error, and binary cross-entropy with logits. Targets get no gradient. */
 
 #include <cstdint> // int64_t
+#include <limits>  // quiet_NaN (loss of zero counted rows)
 
 #include <minibert/autograd.hpp>
 #include <minibert/backend.hpp>

@@ -88,8 +88,8 @@ variable<T, D> linear(const variable<T, D>& x, const variable<T, D>& weight, con
   shape so = x.shape();
   so[so.rank() - 1] = C;
   tensor<T, D> out = tensor<T, D>::empty(so);
-  const tensor<T, D> w = weight.value();
-  backend<D>::linear_forward(xc.data(), w.data(), bias.defined() ? bias.value().data() : (const T*)nullptr, out.data(),
+  const tensor<T, D> w = weight.value().contiguous();
+  backend<D>::linear_forward(xc.data(), w.data(), bias.defined() ? bias.value().contiguous().data() : (const T*)nullptr, out.data(),
                              N, K, C);
   return make_result(std::move(out), "linear", {&x, &weight, &bias}, [=] {
     return [=](const tensor<T, D>& g, node<T, D>& self) {
