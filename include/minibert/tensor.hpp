@@ -97,7 +97,10 @@ public:
   /// @brief "(2,3,4)"
   std::string str() const {
     std::string s = "(";
-    for (int i = 0; i < rank_; ++i) s += (i ? "," : "") + std::to_string(d_[i]);
+    for (int i = 0; i < rank_; ++i) {
+      if (i) s += ',';
+      s += std::to_string(d_[i]);
+    }
     return s + ")";
   }
   friend std::ostream& operator<<(std::ostream& os, const shape& s) { return os << s.str(); }

@@ -54,7 +54,10 @@ inline int parallel_chunks(std::int64_t n, std::int64_t cost_per_item) {
 template <class F> void parallel_for_chunks(std::int64_t n, std::int64_t cost_per_item, F&& f) {
   if (n <= 0) return;
   const int chunks = parallel_chunks(n, cost_per_item);
-  const std::int64_t per = (n + chunks - 1) / chunks;
+  // Chunks start at multiples of 16 items: element-wise kernels then see 64-byte aligned float chunks whose
+  // vectorized and scalar parts do not depend on n, so an element's result does not depend on the tensor's size
+  // (a prediction does not change with the batch it is in).
+  const std::int64_t per = ((n + chunks - 1) / chunks + 15) / 16 * 16;
   if (chunks == 1) {
     f(0, std::int64_t(0), n);
     return;

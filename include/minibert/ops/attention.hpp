@@ -30,7 +30,7 @@ variable<T, D> attention(const variable<T, D>& q, const variable<T, D>& k, const
   const tensor<T, D> qc = q.value().contiguous(), kc = k.value().contiguous(), vc = v.value().contiguous();
   const tensor<T, D> mc = mask.defined() ? mask.contiguous() : tensor<T, D>();
   tensor<T, D> out = tensor<T, D>::empty(qc.shape());
-  tensor<T, D> probs = tensor<T, D>::empty({B, num_heads, Tn, Tn});
+  tensor<T, D> probs = tensor<T, D>::empty({B, num_heads, Tn, backend<D>::attention_probs_ld(Tn)});
   tensor<std::uint8_t, D> keep = pe > 0 ? tensor<std::uint8_t, D>::empty(probs.shape()) : tensor<std::uint8_t, D>();
   const std::uint64_t base = pe > 0 ? gen.reserve(std::uint64_t(probs.numel())) : 0;
   backend<D>::attention_forward(dims, qc.data(), kc.data(), vc.data(), mc.defined() ? mc.data() : (const T*)nullptr,
@@ -39,7 +39,8 @@ variable<T, D> attention(const variable<T, D>& q, const variable<T, D>& k, const
     return [=](const tensor<T, D>& g, node<T, D>& self) {
       tensor<T, D> dq = tensor<T, D>::empty(qc.shape()), dk = tensor<T, D>::empty(qc.shape()),
                    dv = tensor<T, D>::empty(qc.shape());
-      backend<D>::attention_backward(dims, g.contiguous().data(), qc.data(), kc.data(), vc.data(), probs.data(),
+      backend<D>::attention_backward(dims, g.contiguous().data(), qc.data(), kc.data(), vc.data(),
+                                     mc.defined() ? mc.data() : (const T*)nullptr, probs.data(),
                                      keep.data(), pe, dq.data(), dk.data(), dv.data());
       self.accumulate(0, std::move(dq));
       self.accumulate(1, std::move(dk));
