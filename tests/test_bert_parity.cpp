@@ -273,7 +273,7 @@ TEST_CASE("regression (MSE) and multi-label (BCE) heads match PyTorch") {
   }
 }
 
-TEST_CASE("pytorch_model.bin loads the same tensors as model.safetensors; save then load is bit-exact") {
+TEST_CASE("pytorch_model.bin loads the same tensors as model.safetensors, and save then load is bit-exact") {
   const batch b = real_sentences(2, 6);
   const fs::path dir = run_reference("formats", small_config("gelu"), b, {0, 1}, "seq_cls", "float32");
   const checkpoint st = checkpoint::open(dir / "model.safetensors");
@@ -301,7 +301,7 @@ TEST_CASE("pytorch_model.bin loads the same tensors as model.safetensors; save t
   CHECK(saved["id2label"].size() == 2);
 }
 
-TEST_CASE("loading a base checkpoint into a head warns as transformers does; shape mismatches name the tensor") {
+TEST_CASE("loading a base checkpoint into a head warns as transformers does, and shape mismatches name the tensor") {
   const batch b = real_sentences(2, 6);
   const fs::path dir = run_reference("base", small_config("gelu"), b, {0, 1}, "seq_cls", "float32");
   generator gen(1);
