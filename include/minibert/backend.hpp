@@ -2,7 +2,7 @@
 #pragma once
 /* The backend interface: backend<Device> is the op table every device implements (ggml's backend_i, dlib's
    tt:: functions), as static member templates over raw device pointers of contiguous data. Autograd ops
-   (ops/*.hpp) call only this table, so model code never names a device's kernels. The CPU table is in
+   (the ops/ headers) call only this table, so model code never names a device's kernels. The CPU table is in
    cpu/backend.hpp; the CUDA table is declared in cuda/backend.hpp and defined by cuda/backend_impl.cuh.
 
    The table (T = element type, I = integer id type; shapes in B,T,C,NH,HS letters):
@@ -17,7 +17,9 @@
      cross_entropy_forward(logits,targets,probs,N,C,ignore,count&) / cross_entropy_backward(...)
      mse_forward/backward, bce_with_logits_forward/backward
      dropout_forward(x,y,keep,n,p,seed,base) / dropout_backward(dy,keep,dx,n,p)
-     attention_forward(dims,q,k,v,mask,out,probs,keep,p,seed,base) / attention_backward(dims,dout,q,k,v,probs,keep,p,dq,dk,dv)
+     attention_forward(dims,q,k,v,mask,out,probs,keep,p,seed,base) / attention_backward(dims,dout,q,k,v,mask,probs,keep,p,dq,dk,dv)  attention_probs_ld(T)
+     adamw_step(p,g,m,v,n,coef)   one AdamW update in place (torch.optim.AdamW's single-tensor arithmetic, see
+                                   adamw_coefficients)        sum_squares(x,n) -> double (sum of x^2, in double)
 */
 
 #include <cstdint> // int64_t
@@ -53,6 +55,15 @@ struct row_broadcast {
     }
     return off;
   }
+};
+
+/// @brief The per-step scalars of one AdamW update, computed in double on the host (as PyTorch computes them in
+/// Python floats) and rounded to T once, as a Scalar argument of a torch op is. adamw_step does, element-wise:
+///   p = p * decay;  m = m * beta1 + (1-beta1) * g;  v = v * beta2 + (1-beta2) * g * g;
+///   p = p + (neg_step_size * m) / (sqrt(v) / bias_correction2_sqrt + eps)
+/// with decay = 1 - lr * weight_decay, neg_step_size = -lr / (1 - beta1^t), bias_correction2_sqrt = sqrt(1 - beta2^t).
+template <class T> struct adamw_coefficients {
+  T decay, beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step_size;
 };
 
 /// @brief the op table of one device; specialized by each backend

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-/* backend<device::cpu>: the CPU op table, forwarding to the kernels in cpu/*.hpp (Eigen + OpenMP). */
+/* backend<device::cpu>: the CPU op table, forwarding to the kernels in the cpu/ headers (Eigen + OpenMP). */
 
 #include <cstdint> // int64_t, uint8_t
 
 #include <minibert/backend.hpp>
+#include <minibert/cpu/adamw.hpp>
 #include <minibert/cpu/attention.hpp>
 #include <minibert/cpu/dropout.hpp>
 #include <minibert/cpu/elementwise.hpp>
@@ -130,6 +131,8 @@ template <> struct backend<device::cpu> {
   template <class T> static void dropout_backward(const T* dy, const std::uint8_t* keep, T* dx, i64 n, float p) {
     cpu::dropout_backward(dy, keep, dx, n, p);
   }
+  /// @brief row stride of attention_forward's saved probabilities (B,NH,T,ld)
+  static i64 attention_probs_ld(i64 T) { return cpu::attention_probs_ld(T); }
   template <class T>
   static void attention_forward(const attention_dims& d, const T* q, const T* k, const T* v, const T* mask, T* out,
                                 T* probs, std::uint8_t* keep, float p, std::uint64_t seed, std::uint64_t base) {
@@ -137,9 +140,13 @@ template <> struct backend<device::cpu> {
   }
   template <class T>
   static void attention_backward(const attention_dims& d, const T* dout, const T* q, const T* k, const T* v,
-                                 const T* probs, const std::uint8_t* keep, float p, T* dq, T* dk, T* dv) {
-    cpu::attention_backward(d, dout, q, k, v, probs, keep, p, dq, dk, dv);
+                                 const T* mask, const T* probs, const std::uint8_t* keep, float p, T* dq, T* dk, T* dv) {
+    cpu::attention_backward(d, dout, q, k, v, mask, probs, keep, p, dq, dk, dv);
   }
+  template <class T> static void adamw_step(T* p, const T* g, T* m, T* v, i64 n, const adamw_coefficients<T>& c) {
+    cpu::adamw_step(p, g, m, v, n, c);
+  }
+  template <class T> static double sum_squares(const T* x, i64 n) { return cpu::sum_squares(x, n); }
 };
 
 } // namespace minibert

@@ -1,0 +1,56 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/* CPU kernels of the optimizer: the fused AdamW update (torch.optim.AdamW's single-tensor arithmetic, in the
+   same operation order) and the sum of squares that clip_grad_norm reduces. Eigen arrays, threaded by
+   parallel_for with a static partition, so results do not depend on timing. */
+
+#include <algorithm> // min
+#include <array>     // array (per-chunk partial sums)
+#include <cstdint>   // int64_t
+
+#include <Eigen/Core> // Array maps
+
+#include <minibert/backend.hpp>
+#include <minibert/cpu/parallel.hpp>
+#include <minibert/error.hpp>
+
+namespace minibert::cpu {
+
+/// @brief One AdamW step in place over n elements: p (param), g (grad), m (exp_avg), v (exp_avg_sq).
+/// The expression order is torch's (mul_ then add_ for m, addcmul_ for v, addcdiv_ with value = -step_size),
+/// so fp64 results agree to rounding; per element this is elementwise only, so no thread ever shares data.
+template <class T>
+void adamw_step(T* p, const T* g, T* m, T* v, std::int64_t n, const adamw_coefficients<T>& c) {
+  using arr = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+  using carr = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+  detail::parallel_for(n, 24, [&](std::int64_t b, std::int64_t e) {
+    const std::int64_t len = e - b;
+    arr pp(p + b, len), mm(m + b, len), vv(v + b, len);
+    carr gg(g + b, len);
+    pp = pp * c.decay;
+    mm = mm * c.beta1 + c.one_minus_beta1 * gg;
+    vv = vv * c.beta2 + c.one_minus_beta2 * gg * gg;
+    pp = pp + (c.neg_step_size * mm) / (vv.sqrt() / c.bias_correction2_sqrt + c.eps);
+  });
+}
+
+/// @brief sum of x[i]^2, accumulated per thread chunk in double (chunks added in order: reproducible for a
+/// given thread count). Used for the global gradient norm, which fp32 squares would overflow or round badly.
+template <class T> double sum_squares(const T* x, std::int64_t n) {
+  std::array<double, 256> partial{};
+  const int chunks = detail::parallel_chunks(n, 2);
+  MINIBERT_ASSERT(chunks <= 256);
+  detail::parallel_for_chunks(n, 2, [&](int c, std::int64_t b, std::int64_t e) {
+    using carr = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+    double s = 0;
+    constexpr std::int64_t block = 256; // square in double (vectorized cast), accumulate blocks in double
+    for (std::int64_t i = b; i < e; i += block)
+      s += carr(x + i, std::min(block, e - i)).template cast<double>().square().sum();
+    partial[c] = s;
+  });
+  double s = 0;
+  for (int c = 0; c < chunks; ++c) s += partial[c];
+  return s;
+}
+
+} // namespace minibert::cpu

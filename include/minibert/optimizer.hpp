@@ -1,0 +1,387 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/* AdamW with PyTorch 1.13's torch.optim.AdamW semantics (decoupled weight decay, Loshchilov & Hutter 2019; the
+   single-tensor path, operation for operation), parameter groups as transformers' Trainer builds them (no decay
+   for biases and LayerNorm parameters), its state for trainer checkpoints, and clip_grad_norm
+   (torch.nn.utils.clip_grad_norm_). Updates run through the backend op table (adamw_step, sum_squares, scale),
+   so they work on any device. */
+
+#include <algorithm>     // any_of
+#include <cctype>        // tolower
+#include <cmath>         // pow, sqrt, isfinite
+#include <cstdint>       // int64_t
+#include <span>          // span (checkpoint reads)
+#include <string>        // string
+#include <string_view>   // string_view
+#include <unordered_set> // unordered_set (duplicate parameters)
+#include <utility>       // move
+#include <vector>        // vector
+
+#include <nlohmann/json.hpp>
+
+#include <minibert/autograd.hpp>
+#include <minibert/backend.hpp>
+#include <minibert/dtype.hpp>
+#include <minibert/error.hpp>
+#include <minibert/io/checkpoint.hpp>
+#include <minibert/io/safetensors.hpp>
+#include <minibert/tensor.hpp>
+
+namespace minibert {
+
+/// @brief Parameters that share a weight decay (torch's param_groups). names[i] names params[i]; the names key the
+/// optimizer state in checkpoints (transformers' parameter names when built by default_param_groups).
+template <class T, class D = device::cpu> struct param_group {
+  std::vector<std::string> names;
+  std::vector<variable<T, D>> params;
+  double weight_decay = 0.0;
+};
+
+/// @brief transformers' Trainer rule (get_decay_parameter_names): no weight decay for a parameter whose name
+/// contains "bias" or that belongs to a LayerNorm layer. Trainer tests the layer's type (nn.LayerNorm); minibert's
+/// modules carry transformers' names, so a module path containing "layernorm" (any case) marks a LayerNorm layer.
+inline bool is_no_decay_parameter(std::string_view name);
+
+/// @brief the two groups transformers' Trainer.create_optimizer builds, in its order: every trainable parameter
+/// that decays (weight_decay), then the rest (0). Empty groups are kept, as Trainer keeps them.
+template <class Model>
+auto default_param_groups(const Model& model, double weight_decay)
+    -> std::vector<param_group<typename Model::tensor_t::value_type, typename Model::tensor_t::device_type>>;
+
+/// @brief AdamW hyperparameters; the defaults are transformers' TrainingArguments defaults (adam_beta1 0.9,
+/// adam_beta2 0.999, adam_epsilon 1e-8); weight decay is per group.
+struct adamw_options {
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+};
+
+/// @brief one parameter's AdamW state (torch: state[p] = {step, exp_avg, exp_avg_sq}), created at its first update
+template <class T, class D> struct adamw_state {
+  tensor<T, D> exp_avg, exp_avg_sq;
+  std::int64_t step = 0;
+};
+
+/// @brief An optimizer checkpoint: safetensors entries ("state.<param>.exp_avg", "state.<param>.exp_avg_sq", on the
+/// host) and the scalars as JSON ({"optimizer": "adamw", "betas", "eps", "param_groups": [{"params": [names],
+/// "weight_decay"}], "state": {"<param>": {"step": n}}}). The entries point into `buffers`; move-only for that reason.
+template <class T> struct optimizer_state {
+  std::vector<safetensors_entry> entries;
+  nlohmann::json scalars;
+  std::vector<std::vector<T>> buffers;
+
+  optimizer_state() = default;
+  optimizer_state(optimizer_state&&) = default;
+  optimizer_state& operator=(optimizer_state&&) = default;
+  optimizer_state(const optimizer_state&) = delete;
+  optimizer_state& operator=(const optimizer_state&) = delete;
+};
+
+/// @brief torch.optim.AdamW (PyTorch 1.13, foreach=False, amsgrad=False, maximize=False). For each parameter with a
+/// gradient, at its t-th update: p *= 1 - lr*wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
+/// p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps). Parameters without a gradient are skipped (their
+/// step count does not advance), as in torch.
+template <class T, class D = device::cpu> class adamw {
+public:
+  using variable_t = variable<T, D>;
+  using tensor_t = tensor<T, D>;
+
+  /// @throws minibert::error if a group's names and params differ in length, a name or parameter appears twice,
+  ///   a weight decay is negative or not finite, or betas / eps are out of range (0 <= beta < 1, eps >= 0)
+  explicit adamw(std::vector<param_group<T, D>> groups, adamw_options options = {});
+
+  /// @brief one update of every parameter that has a gradient, at learning rate lr (under no_grad)
+  /// @throws minibert::error if lr is negative or not finite, or a gradient's shape differs from its parameter's
+  void step(double lr);
+  /// @brief drop every parameter's gradient
+  void zero_grad();
+
+  const std::vector<param_group<T, D>>& param_groups() const { return groups_; }
+  const adamw_options& options() const { return opt_; }
+  /// @brief the state of the named parameter, or nullptr before its first update (or for an unknown name)
+  const adamw_state<T, D>* state(const std::string& name) const;
+
+  /// @brief a host copy of the state, for save_safetensors(path, st.entries) plus the JSON scalars
+  optimizer_state<T> state_entries() const;
+  /// @brief restores a state written from state_entries(): hyperparameters (betas, eps, weight decays; the saved
+  /// values win, as in torch's load_state_dict) and every parameter's moments and step. All or nothing: on error
+  /// the optimizer is unchanged.
+  /// @throws minibert::error("adamw", ...) naming the group, parameter or tensor when the groups hold other
+  ///   parameters, a state tensor is missing or has another shape than its parameter, or a scalar is malformed
+  void load_state(const checkpoint& ck, const nlohmann::json& scalars);
+
+private:
+  struct slot {
+    adamw_state<T, D> st;
+    bool initialized = false;
+  };
+  const slot* find(const std::string& name) const;
+
+  std::vector<param_group<T, D>> groups_;
+  std::vector<std::vector<slot>> slots_; // parallel to groups_[g].params
+  adamw_options opt_;
+};
+
+/// @brief torch.nn.utils.clip_grad_norm_ (L2): the norm of all gradients together (parameters without a gradient
+/// are skipped), accumulated in double; if it exceeds max_norm, every gradient is multiplied by
+/// max_norm / (norm + 1e-6). Unlike torch, a non-finite norm leaves the gradients untouched (the caller decides:
+/// skip the step, as fp16 loss scaling does).
+/// @return the norm before clipping
+/// @throws minibert::error if max_norm is negative or not finite
+template <class T, class D> double clip_grad_norm(const std::vector<variable<T, D>>& params, double max_norm);
+
+// ------------------------------------------------------------------------------------------------------------------
+// implementation
+
+inline bool is_no_decay_parameter(std::string_view name) {
+  if (name.find("bias") != std::string_view::npos) return true;
+  const std::size_t dot = name.rfind('.');
+  if (dot == std::string_view::npos) return false;
+  std::string path(name.substr(0, dot)); // the owning module's dotted path
+  for (auto& ch : path) ch = char(std::tolower(static_cast<unsigned char>(ch)));
+  return path.find("layernorm") != std::string::npos;
+}
+
+template <class Model>
+auto default_param_groups(const Model& model, double weight_decay)
+    -> std::vector<param_group<typename Model::tensor_t::value_type, typename Model::tensor_t::device_type>> {
+  using T = typename Model::tensor_t::value_type;
+  using D = typename Model::tensor_t::device_type;
+  param_group<T, D> decay, no_decay;
+  decay.weight_decay = weight_decay;
+  for (const auto& [name, p] : model.named_parameters()) {
+    if (!p.requires_grad()) continue;
+    auto& g = is_no_decay_parameter(name) ? no_decay : decay;
+    g.names.push_back(name);
+    g.params.push_back(p);
+  }
+  std::vector<param_group<T, D>> out;
+  out.push_back(std::move(decay));
+  out.push_back(std::move(no_decay));
+  return out;
+}
+
+namespace detail {
+inline void check_adamw_options(const adamw_options& o) {
+  MINIBERT_CHECK(o.beta1 >= 0.0 && o.beta1 < 1.0, "adamw", "beta1 " << o.beta1 << " outside [0, 1)");
+  MINIBERT_CHECK(o.beta2 >= 0.0 && o.beta2 < 1.0, "adamw", "beta2 " << o.beta2 << " outside [0, 1)");
+  MINIBERT_CHECK(std::isfinite(o.eps) && o.eps >= 0.0, "adamw", "eps " << o.eps << " < 0");
+}
+inline void check_weight_decay(double wd, std::size_t group) {
+  MINIBERT_CHECK(std::isfinite(wd) && wd >= 0.0, "adamw", "param group " << group << ": weight decay " << wd << " < 0");
+}
+// the gradient as a contiguous tensor owned by the parameter alone, so it may be scaled in place: a leaf's
+// gradient can be a buffer shared with another leaf (an add passes one gradient to both inputs) or a strided view
+template <class T, class D> const tensor<T, D>& owned_contiguous_grad(const variable<T, D>& p) {
+  auto& n = *p.node_ptr();
+  if (!n.grad_owned || !n.grad.is_contiguous()) {
+    const tensor<T, D> src = backend<D>::contiguous(n.grad);
+    tensor<T, D> own = tensor<T, D>::empty(n.grad.shape());
+    backend<D>::copy(src.data(), own.data(), own.numel());
+    n.grad = std::move(own);
+    n.grad_owned = true;
+  }
+  return n.grad;
+}
+} // namespace detail
+
+template <class T, class D>
+adamw<T, D>::adamw(std::vector<param_group<T, D>> groups, adamw_options options)
+    : groups_(std::move(groups)), opt_(options) {
+  detail::check_adamw_options(opt_);
+  std::unordered_set<std::string> names;
+  std::unordered_set<const void*> nodes;
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    const auto& grp = groups_[g];
+    MINIBERT_CHECK(grp.names.size() == grp.params.size(), "adamw",
+                   "param group " << g << ": " << grp.names.size() << " names for " << grp.params.size() << " params");
+    detail::check_weight_decay(grp.weight_decay, g);
+    for (std::size_t i = 0; i < grp.params.size(); ++i) {
+      MINIBERT_CHECK(grp.params[i].defined(), "adamw", "param group " << g << ": parameter '" << grp.names[i]
+                                                                      << "' is undefined");
+      MINIBERT_CHECK(names.insert(grp.names[i]).second, "adamw", "parameter name '" << grp.names[i] << "' appears twice");
+      MINIBERT_CHECK(nodes.insert(grp.params[i].node_ptr().get()).second, "adamw",
+                     "parameter '" << grp.names[i] << "' appears in more than one place in the param groups");
+    }
+    slots_.emplace_back(grp.params.size());
+  }
+}
+
+template <class T, class D> void adamw<T, D>::step(double lr) {
+  MINIBERT_CHECK(std::isfinite(lr) && lr >= 0.0, "adamw", "learning rate " << lr);
+  no_grad guard;
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    const double wd = groups_[g].weight_decay;
+    for (std::size_t i = 0; i < groups_[g].params.size(); ++i) {
+      variable_t& p = groups_[g].params[i];
+      if (!p.has_grad()) continue;
+      MINIBERT_CHECK(p.grad().shape() == p.shape(), "adamw",
+                     "parameter '" << groups_[g].names[i] << "' " << p.shape() << " has a gradient of shape "
+                                   << p.grad().shape());
+      MINIBERT_CHECK(p.value().is_contiguous(), "adamw", "parameter '" << groups_[g].names[i] << "' is a strided view");
+      slot& s = slots_[g][i];
+      const std::int64_t n = p.numel();
+      if (!s.initialized) { // torch: zeros_like(p) at the first step that sees a gradient
+        s.st.exp_avg = tensor_t::empty(p.shape());
+        s.st.exp_avg_sq = tensor_t::empty(p.shape());
+        backend<D>::fill(s.st.exp_avg.data(), n, T(0));
+        backend<D>::fill(s.st.exp_avg_sq.data(), n, T(0));
+        s.st.step = 0;
+        s.initialized = true;
+      }
+      ++s.st.step;
+      // Python-float arithmetic of torch's _single_tensor_adamw, then one rounding to T per scalar
+      const double t = double(s.st.step);
+      const double bias_correction1 = 1.0 - std::pow(opt_.beta1, t);
+      const double bias_correction2 = 1.0 - std::pow(opt_.beta2, t);
+      const double step_size = lr / bias_correction1;
+      const adamw_coefficients<T> c{T(1.0 - lr * wd),          T(opt_.beta1),
+                                    T(1.0 - opt_.beta1),       T(opt_.beta2),
+                                    T(1.0 - opt_.beta2),       T(std::sqrt(bias_correction2)),
+                                    T(opt_.eps),               T(-step_size)};
+      const tensor_t grad = backend<D>::contiguous(p.grad());
+      backend<D>::adamw_step(p.mutable_value().data(), grad.data(), s.st.exp_avg.data(), s.st.exp_avg_sq.data(), n,
+                             c);
+    }
+  }
+}
+
+template <class T, class D> void adamw<T, D>::zero_grad() {
+  for (auto& grp : groups_)
+    for (auto& p : grp.params) p.zero_grad();
+}
+
+template <class T, class D> auto adamw<T, D>::find(const std::string& name) const -> const slot* {
+  for (std::size_t g = 0; g < groups_.size(); ++g)
+    for (std::size_t i = 0; i < groups_[g].names.size(); ++i)
+      if (groups_[g].names[i] == name) return &slots_[g][i];
+  return nullptr;
+}
+
+template <class T, class D> const adamw_state<T, D>* adamw<T, D>::state(const std::string& name) const {
+  const slot* s = find(name);
+  return s && s->initialized ? &s->st : nullptr;
+}
+
+template <class T, class D> optimizer_state<T> adamw<T, D>::state_entries() const {
+  optimizer_state<T> out;
+  nlohmann::json groups = nlohmann::json::array(), states = nlohmann::json::object();
+  std::size_t count = 0;
+  for (const auto& row : slots_)
+    for (const auto& s : row) count += s.initialized ? 2 : 0;
+  out.buffers.reserve(count); // entries point into the buffers: no reallocation after the first push
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    groups.push_back({{"params", groups_[g].names}, {"weight_decay", groups_[g].weight_decay}});
+    for (std::size_t i = 0; i < groups_[g].params.size(); ++i) {
+      const slot& s = slots_[g][i];
+      if (!s.initialized) continue;
+      const std::string& name = groups_[g].names[i];
+      states[name] = {{"step", s.st.step}};
+      for (const auto& [suffix, t] : {std::pair<const char*, const tensor_t*>{"exp_avg", &s.st.exp_avg},
+                                      std::pair<const char*, const tensor_t*>{"exp_avg_sq", &s.st.exp_avg_sq}}) {
+        std::vector<T>& host = out.buffers.emplace_back(static_cast<std::size_t>(t->numel()));
+        backend<D>::download(t->data(), host.data(), t->numel());
+        out.entries.push_back({"state." + name + "." + suffix, dtype_v<T>, t->shape().to_vector(), host.data()});
+      }
+    }
+  }
+  out.scalars = {{"optimizer", "adamw"},
+                 {"betas", {opt_.beta1, opt_.beta2}},
+                 {"eps", opt_.eps},
+                 {"param_groups", std::move(groups)},
+                 {"state", std::move(states)}};
+  return out;
+}
+
+template <class T, class D> void adamw<T, D>::load_state(const checkpoint& ck, const nlohmann::json& sc) {
+  const std::string where = "load_state (" + ck.path() + "): ";
+  MINIBERT_CHECK(sc.is_object() && sc.value("optimizer", std::string()) == "adamw", "adamw",
+                 where << "the scalars are not an AdamW state (\"optimizer\": \"adamw\" missing)");
+  MINIBERT_CHECK(sc.contains("betas") && sc["betas"].is_array() && sc["betas"].size() == 2 && sc.contains("eps") &&
+                     sc["eps"].is_number() && sc.contains("param_groups") && sc["param_groups"].is_array() &&
+                     sc.contains("state") && sc["state"].is_object(),
+                 "adamw", where << "malformed scalars: need betas [b1, b2], eps, param_groups [...], state {...}");
+  adamw_options opt = opt_;
+  opt.beta1 = sc["betas"][0].get<double>();
+  opt.beta2 = sc["betas"][1].get<double>();
+  opt.eps = sc["eps"].get<double>();
+  detail::check_adamw_options(opt);
+  const auto& jg = sc["param_groups"];
+  MINIBERT_CHECK(jg.size() == groups_.size(), "adamw",
+                 where << "the checkpoint has " << jg.size() << " param groups, the optimizer " << groups_.size());
+  std::vector<double> decays;
+  for (std::size_t g = 0; g < groups_.size(); ++g) {
+    MINIBERT_CHECK(jg[g].is_object() && jg[g].contains("params") && jg[g]["params"].is_array() &&
+                       jg[g].contains("weight_decay") && jg[g]["weight_decay"].is_number(),
+                   "adamw", where << "param group " << g << ": malformed (need params and weight_decay)");
+    const auto names = jg[g]["params"].get<std::vector<std::string>>();
+    const auto& mine = groups_[g].names;
+    for (std::size_t i = 0; i < std::max(names.size(), mine.size()); ++i)
+      MINIBERT_CHECK(i < names.size() && i < mine.size() && names[i] == mine[i], "adamw",
+                     where << "param group " << g << ", position " << i << ": the checkpoint has parameter '"
+                           << (i < names.size() ? names[i] : "(none)") << "', the optimizer '"
+                           << (i < mine.size() ? mine[i] : "(none)") << "'");
+    decays.push_back(jg[g]["weight_decay"].get<double>());
+    detail::check_weight_decay(decays.back(), g);
+  }
+  // read everything into new slots first; commit only when all of it loaded
+  std::vector<std::vector<slot>> next;
+  for (std::size_t g = 0; g < groups_.size(); ++g) next.emplace_back(groups_[g].params.size());
+  std::size_t found = 0;
+  for (std::size_t g = 0; g < groups_.size(); ++g)
+    for (std::size_t i = 0; i < groups_[g].params.size(); ++i) {
+      const std::string& name = groups_[g].names[i];
+      if (!sc["state"].contains(name)) continue;
+      ++found;
+      const auto& js = sc["state"][name];
+      MINIBERT_CHECK(js.is_object() && js.contains("step") && js["step"].is_number_integer() &&
+                         js["step"].get<std::int64_t>() >= 1,
+                     "adamw", where << "parameter '" << name << "': state needs an integer step >= 1");
+      slot& s = next[g][i];
+      s.st.step = js["step"].get<std::int64_t>();
+      const variable_t& p = groups_[g].params[i];
+      for (const auto& [suffix, dst] : {std::pair<const char*, tensor_t*>{"exp_avg", &s.st.exp_avg},
+                                  std::pair<const char*, tensor_t*>{"exp_avg_sq", &s.st.exp_avg_sq}}) {
+        const std::string tname = "state." + name + "." + suffix;
+        MINIBERT_CHECK(ck.contains(tname), "adamw", where << "tensor '" << tname << "' not found");
+        const auto& shp = ck.info(tname).shape;
+        MINIBERT_CHECK(shp == p.shape().to_vector(), "adamw",
+                       where << "tensor '" << tname << "' has shape " << format_shape(shp) << ", parameter '" << name
+                             << "' has " << format_shape(p.shape().to_vector()));
+        std::vector<T> host(static_cast<std::size_t>(p.numel()));
+        ck.read<T>(tname, host.data(), std::span<const std::int64_t>(shp));
+        *dst = tensor_t::empty(p.shape());
+        backend<D>::upload(host.data(), dst->data(), p.numel());
+      }
+      s.initialized = true;
+    }
+  MINIBERT_CHECK(found == sc["state"].size(), "adamw",
+                 where << "the state names " << sc["state"].size() - found
+                       << " parameter(s) that are in no param group of this optimizer");
+  opt_ = opt;
+  for (std::size_t g = 0; g < groups_.size(); ++g) groups_[g].weight_decay = decays[g];
+  slots_ = std::move(next);
+}
+
+template <class T, class D> double clip_grad_norm(const std::vector<variable<T, D>>& params, double max_norm) {
+  MINIBERT_CHECK(std::isfinite(max_norm) && max_norm >= 0.0, "clip_grad_norm", "max_norm " << max_norm);
+  double sq = 0.0;
+  for (const auto& p : params) {
+    if (!p.defined() || !p.has_grad()) continue;
+    const tensor<T, D> g = backend<D>::contiguous(p.grad());
+    sq += backend<D>::sum_squares(g.data(), g.numel());
+  }
+  const double total = std::sqrt(sq);
+  if (!std::isfinite(total)) return total;
+  const double coef = max_norm / (total + 1e-6);
+  if (coef >= 1.0) return total; // torch multiplies by the clamped coefficient 1: a no-op
+  no_grad guard;
+  for (const auto& p : params) {
+    if (!p.defined() || !p.has_grad()) continue;
+    const tensor<T, D>& g = detail::owned_contiguous_grad(p);
+    backend<D>::scale(T(coef), g.data(), g.data(), g.numel());
+  }
+  return total;
+}
+
+} // namespace minibert
