@@ -1,0 +1,401 @@
+// SPDX-License-Identifier: MIT
+// sentiment_trainer: fine-tune, evaluate and run BERT sentiment classifiers in the Hugging Face layout, printing
+// and writing what transformers' Trainer would (the reference experiment: ../shared/docs/REFERENCE.md).
+//   sentiment_trainer train    --model DIR|HUB_ID | --config CONFIG.json --tokenizer PATH  --train FILE ...
+//   sentiment_trainer evaluate --model DIR --data FILE
+//   sentiment_trainer predict  --model DIR --input FILE [--output FILE]
+//   sentiment_trainer compare  RUN_DIR... [--output-dir DIR]
+#include <minibert/bert.hpp>
+#include <minibert/hub.hpp>
+#include <minibert/report.hpp>
+#include <minibert/training/trainer.hpp>
+
+#include <charconv>   // to_chars (shortest round-trip floats)
+#include <cmath>      // exp
+#include <cstdio>     // printf
+#include <filesystem> // path, copy_file
+#include <fstream>    // ifstream
+#include <iostream>   // cout, cerr
+#include <sstream>    // ostringstream
+#include <string>     // string
+
+#include "cli.hpp"
+
+namespace fs = std::filesystem;
+using namespace minibert;
+
+namespace {
+
+constexpr const char* usage = R"(usage: sentiment_trainer COMMAND [flags]   (COMMAND --help for its flags)
+
+commands:
+  train     fine-tune a BERT classifier (from a Hugging Face model directory or hub id, or a random-init config)
+  evaluate  loss, accuracy, precision, recall, F1 and the confusion matrix of a model on labeled data
+  predict   labels, probabilities and logits for every row of a TSV, CSV or JSONL file, as JSON lines
+  compare   a side-by-side table and overlaid loss curves of several training runs
+)";
+
+// transformers' model files copied beside a saved model, so the output directory is a complete HF model
+constexpr const char* tokenizer_files[] = {"vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"};
+
+std::string shortest(double v) {
+  char buf[32];
+  auto r = std::to_chars(buf, buf + sizeof(buf), v);
+  return std::string(buf, r.ptr);
+}
+
+// "***** eval metrics *****" block as transformers' Trainer.log_metrics prints it
+void print_metrics(const std::string& split, const nlohmann::json& m) {
+  std::cout << "***** " << split << " metrics *****\n";
+  std::size_t w = 0;
+  for (auto& [k, v] : m.items())
+    if (v.is_number()) w = std::max(w, k.size());
+  for (auto& [k, v] : m.items())
+    if (v.is_number()) std::cout << "  " << k << std::string(w - k.size(), ' ') << " = " << shortest(v.get<double>()) << "\n";
+  std::cout << std::flush;
+}
+
+nlohmann::json numbers_only(const nlohmann::json& m) {
+  nlohmann::json out = nlohmann::json::object();
+  for (auto& [k, v] : m.items())
+    if (v.is_number()) out[k] = v;
+  return out;
+}
+
+read_options data_options(const sentiment::cli& a, std::vector<std::string> labels, bool require_labels) {
+  read_options o;
+  o.text_column = a.str("text-column");
+  o.text_pair_column = a.str("text-pair-column");
+  o.label_column = a.str("label-column");
+  o.label_names = std::move(labels);
+  o.require_labels = require_labels;
+  return o;
+}
+
+void add_data_flags(sentiment::cli& c) {
+  c.option("text-column", "column holding the text (default: 'sentence' or 'text', whichever exists)")
+      .option("text-pair-column", "column holding a second text (sentence pairs)")
+      .option("label-column", "column holding the label", "label");
+}
+
+// the tokenizer files of `from` copied into `to` (those that exist)
+void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
+  const fs::path dir = fs::is_directory(from) ? from : from.parent_path();
+  for (const char* f : tokenizer_files)
+    if (fs::exists(dir / f)) fs::copy_file(dir / f, to / f, fs::copy_options::overwrite_existing);
+}
+
+std::unique_ptr<bert_for_sequence_classification<float>> load_classifier(const fs::path& dir) {
+  generator gen(0);
+  return from_pretrained<bert_for_sequence_classification<float>>(dir, gen, &std::cerr);
+}
+
+// ------------------------------------------------------------------------------------------------ train
+
+int cmd_train(int argc, char** argv) {
+  sentiment::cli c("train", "Fine-tune BERT for sequence classification as transformers' Trainer does, then evaluate on\n"
+                            "the validation and test sets and write the model, metrics and a report into --output-dir.");
+  c.option("model", "Hugging Face model directory, or a hub id found in the local HF cache (e.g. bert-base-uncased)")
+      .option("config", "config.json for a randomly initialized model (instead of --model)")
+      .option("tokenizer", "vocab.txt, tokenizer.json or a directory holding one (default: the model directory)")
+      .option("train", "training data (TSV, CSV or JSONL)", "", true)
+      .option("validation", "validation data (default: split off the training data, see --validation-split)")
+      .option("validation-split", "fraction of the training data held out for validation", "0.2")
+      .option("test", "test data, evaluated once at the end")
+      .option("output-dir", "where the model, checkpoints, metrics and report go", "", true);
+  add_data_flags(c);
+  c.option("epochs", "number of training epochs", "3")
+      .option("max-steps", "total optimizer steps (overrides --epochs and sets the schedule's length)", "-1")
+      .option("batch-size", "training batch size", "32")
+      .option("eval-batch-size", "evaluation batch size", "64")
+      .option("learning-rate", "peak learning rate", "2e-5")
+      .option("lr-scheduler", "linear, cosine, constant or constant_with_warmup", "linear")
+      .option("warmup-steps", "linear warmup steps (0: use --warmup-ratio)", "500")
+      .option("warmup-ratio", "warmup as a fraction of the total steps", "0")
+      .option("weight-decay", "AdamW weight decay (biases and LayerNorm weights excluded)", "0")
+      .option("max-grad-norm", "clip the global gradient norm to this (0: no clipping)", "1.0")
+      .option("gradient-accumulation-steps", "micro-batches per optimizer step", "1")
+      .option("max-seq-length", "truncate inputs to this many tokens", "128")
+      .option("seed", "seed for initialization, dropout, shuffling and the validation split", "42")
+      .flag("no-shuffle", "keep the training data in file order")
+      .flag("group-by-length", "batch examples of similar length together (less padding)")
+      .option("hidden-dropout", "override the config's hidden_dropout_prob")
+      .option("attention-dropout", "override the config's attention_probs_dropout_prob")
+      .option("logging-steps", "log the mean loss, learning rate and grad norm every N steps", "100")
+      .option("eval-strategy", "no, steps or epoch", "epoch")
+      .option("eval-steps", "evaluate every N steps (with --eval-strategy steps)", "500")
+      .option("save-strategy", "no, steps or epoch", "epoch")
+      .option("save-steps", "checkpoint every N steps (with --save-strategy steps)", "500")
+      .option("save-total-limit", "keep at most N checkpoints (-1: all)", "-1")
+      .option("resume-from-checkpoint", "checkpoint directory to continue from (bit-identical continuation)")
+      .flag("load-best-model-at-end", "reload the best checkpoint (by --metric-for-best-model) after training")
+      .option("metric-for-best-model", "loss, accuracy, f1, precision or recall", "loss")
+      .option("early-stopping-patience", "stop after N evaluations without improvement (0: never)", "0")
+      .option("threads", "CPU threads (0: all cores)", "0");
+  if (!c.parse(argc, argv, 2, std::cout)) return 0;
+  MINIBERT_CHECK(c.has("model") != c.has("config"), "train", "give exactly one of --model and --config");
+
+  training_args a;
+  a.output_dir = c.str("output-dir");
+  a.epochs = c.number("epochs");
+  a.max_steps = c.integer("max-steps");
+  a.batch_size = c.integer("batch-size");
+  a.eval_batch_size = c.integer("eval-batch-size");
+  a.learning_rate = c.number("learning-rate");
+  a.lr_scheduler = c.str("lr-scheduler");
+  a.warmup_steps = c.integer("warmup-steps");
+  a.warmup_ratio = c.number("warmup-ratio");
+  a.weight_decay = c.number("weight-decay");
+  a.max_grad_norm = c.number("max-grad-norm");
+  a.gradient_accumulation_steps = c.integer("gradient-accumulation-steps");
+  a.max_seq_length = c.integer("max-seq-length");
+  a.seed = std::uint64_t(c.integer("seed"));
+  a.shuffle = !c.has("no-shuffle");
+  a.group_by_length = c.has("group-by-length");
+  a.logging_steps = c.integer("logging-steps");
+  a.eval_strategy = parse_interval(c.str("eval-strategy"), "--eval-strategy");
+  a.eval_steps = c.integer("eval-steps");
+  a.save_strategy = parse_interval(c.str("save-strategy"), "--save-strategy");
+  a.save_steps = c.integer("save-steps");
+  a.save_total_limit = c.integer("save-total-limit");
+  a.resume_from_checkpoint = c.str("resume-from-checkpoint");
+  a.load_best_model_at_end = c.has("load-best-model-at-end");
+  a.metric_for_best_model = c.str("metric-for-best-model");
+  a.early_stopping_patience = c.integer("early-stopping-patience");
+  a.threads = int(c.integer("threads"));
+  a.validate();
+  parse_schedule_kind(a.lr_scheduler); // reject a bad name before any work
+
+  // model and tokenizer locations
+  const bool pretrained = c.has("model");
+  const std::string model_name = pretrained ? c.str("model") : c.str("config");
+  const fs::path model_dir = pretrained ? resolve_model_path(c.str("model")) : fs::path();
+  MINIBERT_CHECK(pretrained || c.has("tokenizer"), "train", "--config needs --tokenizer (vocab.txt, tokenizer.json or a directory)");
+  const fs::path tok_path = c.has("tokenizer") ? fs::path(c.str("tokenizer")) : model_dir;
+  const tokenizer tok = tokenizer::from_pretrained(tok_path);
+
+  // data: labels come from the training file; validation and test must use the same names
+  const dataset full = read_dataset(c.str("train"), data_options(c, {}, true));
+  dataset train, validation;
+  if (c.has("validation")) {
+    train = full;
+    validation = read_dataset(c.str("validation"), data_options(c, full.label_names, true));
+  } else {
+    auto s = split_validation(full, c.number("validation-split"), a.seed);
+    train = std::move(s.train);
+    validation = std::move(s.validation);
+  }
+  std::optional<dataset> test;
+  if (c.has("test")) test = read_dataset(c.str("test"), data_options(c, full.label_names, true));
+
+  // config: the model's (or the given one), with the training data's labels and any dropout overrides
+  bert_config cfg = bert_config::from_file(pretrained ? model_dir / "config.json" : fs::path(c.str("config")));
+  cfg.id2label = full.label_names;
+  if (c.has("hidden-dropout")) cfg.hidden_dropout_prob = c.number("hidden-dropout");
+  if (c.has("attention-dropout")) cfg.attention_probs_dropout_prob = c.number("attention-dropout");
+  cfg.validate(pretrained ? (model_dir / "config.json").string() : c.str("config"));
+  MINIBERT_CHECK(std::size_t(cfg.vocab_size) >= tok.vocab_size(), "train",
+                 "the tokenizer has " << tok.vocab_size() << " tokens but the model's vocab_size is " << cfg.vocab_size);
+
+  if (a.threads > 0) set_num_threads(a.threads);
+  auto model = std::make_unique<bert_for_sequence_classification<float>>(cfg);
+  generator init_gen(a.seed);
+  model->init_weights(init_gen);
+  std::ostringstream warnings;
+  if (pretrained) {
+    load_weights(*model, checkpoint::open_dir(model_dir), model_name, &warnings);
+  } else {
+    warnings << "NOTE: the model was randomly initialized from " << c.str("config")
+             << " and NOT pretrained: its scores are not those of a pretrained BERT (no pretrained weights exist on "
+                "this machine; pass --model with a downloaded bert-base-uncased to run the reference protocol).\n";
+  }
+  std::cout << warnings.str() << std::flush;
+  std::cout << "Data: " << train.size() << " train / " << validation.size() << " validation"
+            << (test ? " / " + std::to_string(test->size()) + " test" : "") << " examples, labels "
+            << py_list(full.label_names) << "\n";
+
+  trainer<float> t(*model, tok, a, std::cout);
+  const nlohmann::json train_metrics = t.train(train, a.eval_strategy == interval_strategy::no ? nullptr : &validation);
+  print_metrics("train", train_metrics);
+
+  // the fine-tuned model in the Hugging Face layout, with its tokenizer
+  save_pretrained(*model, a.output_dir);
+  copy_tokenizer_files(tok_path, a.output_dir);
+  atomic_write_bytes(fs::path(a.output_dir) / "train_results.json", train_metrics.dump(4) + "\n");
+
+  report_data rep;
+  rep.model = model_name;
+  rep.model_pretrained = pretrained;
+  if (!pretrained)
+    rep.banner_note = "Configuration: " + c.str("config") + ". Pass --model with a pretrained BERT to fine-tune one.";
+  rep.warnings = warnings.str();
+  rep.label_names = full.label_names;
+  rep.train_metrics = train_metrics;
+  for (const auto& e : t.log_history()) {
+    if (e.contains("loss")) {
+      rep.log_history.push_back({e["step"].get<std::int64_t>(), e["epoch"].get<double>(), e["loss"].get<double>(),
+                                 e["learning_rate"].get<double>(), e["grad_norm"].get<double>()});
+    } else if (e.contains("eval_loss")) {
+      rep.evals.push_back({e["step"].get<std::int64_t>(), e["epoch"].get<double>(), e});
+    }
+  }
+  std::vector<std::pair<std::string, nlohmann::json>> finals;
+  for (auto [name, prefix, data] : {std::tuple<std::string, std::string, const dataset*>{"validation", "eval", &validation},
+                                    {"test", "test", test ? &*test : nullptr}}) {
+    if (!data) continue;
+    const prediction_output r = t.evaluate(*data, prefix);
+    nlohmann::json m = r.metrics;
+    m["epoch"] = train_metrics["epoch"];
+    print_metrics(prefix, numbers_only(m));
+    atomic_write_bytes(fs::path(a.output_dir) / (prefix + "_results.json"), m.dump(4) + "\n");
+    rep.finals.push_back({name, prefix, m});
+    finals.emplace_back(name, m);
+  }
+  rep.setup = {{"model", model_name + (pretrained ? "" : " (random init, not pretrained)")},
+               {"data", std::to_string(train.size()) + " train / " + std::to_string(validation.size()) + " validation" +
+                            (test ? " / " + std::to_string(test->size()) + " test" : "")},
+               {"epochs", shortest(a.epochs)},
+               {"steps", std::to_string(t.global_step())},
+               {"batch size", std::to_string(a.batch_size)},
+               {"learning rate", shortest(a.learning_rate) + ", " + a.lr_scheduler + " schedule, " +
+                                     std::to_string(a.warmup_steps) + " warmup steps"},
+               {"weight decay", shortest(a.weight_decay)},
+               {"max grad norm", shortest(a.max_grad_norm)},
+               {"max sequence length", std::to_string(a.max_seq_length)},
+               {"precision", "fp32 (CPU)"},
+               {"seed", std::to_string(a.seed)},
+               {"threads", std::to_string(num_threads())}};
+  rep.notes.push_back("The reference experiment ran fp16 mixed precision on a GPU; this run computes in fp32 on the CPU.");
+  write_report(rep, a.output_dir);
+
+  // summary table
+  std::cout << "\n| split | loss | accuracy | precision | recall | F1 | runtime (s) | samples/s |\n|---|---|---|---|---|---|---|---|\n";
+  for (auto& [name, m] : finals) {
+    const std::string p = name == "test" ? "test" : "eval";
+    auto g = [&](const char* k) { return m.contains(p + "_" + k) ? shortest(m[p + "_" + k].get<double>()) : std::string("-"); };
+    std::cout << "| " << name << " | " << g("loss") << " | " << g("accuracy") << " | " << g("precision") << " | "
+              << g("recall") << " | " << g("f1") << " | " << g("runtime") << " | " << g("samples_per_second") << " |\n";
+  }
+  std::cout << "\nModel, metrics and report written to " << a.output_dir << " (report.md, report.html)\n";
+  return 0;
+}
+
+// ------------------------------------------------------------------------------------------------ evaluate
+
+int cmd_evaluate(int argc, char** argv) {
+  sentiment::cli c("evaluate", "Evaluate a fine-tuned model on labeled data: prints the metrics and writes them as JSON.");
+  c.option("model", "model directory (config.json, model.safetensors, tokenizer files)", "", true)
+      .option("data", "labeled data (TSV, CSV or JSONL)", "", true)
+      .option("output", "metrics JSON file (default: <model>/evaluate_results.json)")
+      .option("batch-size", "evaluation batch size", "64")
+      .option("max-seq-length", "truncate inputs to this many tokens", "128")
+      .option("threads", "CPU threads (0: all cores)", "0");
+  add_data_flags(c);
+  if (!c.parse(argc, argv, 2, std::cout)) return 0;
+  const fs::path dir = resolve_model_path(c.str("model"));
+  auto model = load_classifier(dir);
+  const tokenizer tok = tokenizer::from_pretrained(dir);
+  const dataset data = read_dataset(c.str("data"), data_options(c, model->config().id2label, true));
+  training_args a;
+  a.output_dir = dir.string();
+  a.eval_batch_size = c.integer("batch-size");
+  a.max_seq_length = c.integer("max-seq-length");
+  a.threads = int(c.integer("threads"));
+  trainer<float> t(*model, tok, a, std::cout);
+  const prediction_output r = t.evaluate(data, "eval");
+  print_metrics("eval", numbers_only(r.metrics));
+  const fs::path out = c.has("output") ? fs::path(c.str("output")) : dir / "evaluate_results.json";
+  atomic_write_bytes(out, r.metrics.dump(4) + "\n");
+  std::cout << "Metrics written to " << out.string() << "\n";
+  return 0;
+}
+
+// ------------------------------------------------------------------------------------------------ predict
+
+int cmd_predict(int argc, char** argv) {
+  sentiment::cli c("predict", "Predict every row of a TSV (header with a 'sentence' column; a 'label' column is\n"
+                              "ignored), CSV or JSONL file. Writes one JSON line per row, in input order:\n"
+                              "{\"label\": ID, \"label_name\": NAME, \"probs\": [...], \"logits\": [...]}");
+  c.option("model", "model directory", "", true)
+      .option("input", "TSV, CSV or JSONL file", "", true)
+      .option("output", "JSON-lines file (default: standard output)")
+      .option("batch-size", "batch size", "64")
+      .option("max-seq-length", "truncate inputs to this many tokens", "128")
+      .option("threads", "CPU threads (0: all cores)", "0");
+  add_data_flags(c);
+  if (!c.parse(argc, argv, 2, std::cout)) return 0;
+  const fs::path dir = resolve_model_path(c.str("model"));
+  auto model = load_classifier(dir);
+  const tokenizer tok = tokenizer::from_pretrained(dir);
+  read_options o = data_options(c, model->config().id2label, false);
+  o.label_column = c.has("label-column") ? c.str("label-column") : "";
+  dataset data = read_dataset(c.str("input"), o);
+  for (auto& e : data.examples) e.label = -1; // labels are ignored
+  data.has_labels = false;
+  training_args a;
+  a.output_dir = dir.string();
+  a.eval_batch_size = c.integer("batch-size");
+  a.max_seq_length = c.integer("max-seq-length");
+  a.threads = int(c.integer("threads"));
+  std::ostringstream quiet;
+  trainer<float> t(*model, tok, a, quiet);
+  const prediction_output r = t.evaluate(data, "predict");
+  std::ostringstream os;
+  const auto& names = model->config().id2label;
+  for (std::size_t i = 0; i < r.logits.size(); ++i) {
+    const auto& z = r.logits[i];
+    double mx = z[0], sum = 0;
+    for (double v : z) mx = std::max(mx, v);
+    std::vector<double> p(z.size());
+    for (std::size_t k = 0; k < z.size(); ++k) sum += (p[k] = std::exp(z[k] - mx));
+    os << "{\"label\": " << r.predictions[i] << ", \"label_name\": " << nlohmann::json(names[r.predictions[i]]).dump()
+       << ", \"probs\": [";
+    for (std::size_t k = 0; k < p.size(); ++k) os << (k ? ", " : "") << shortest(float(p[k] / sum));
+    os << "], \"logits\": [";
+    for (std::size_t k = 0; k < z.size(); ++k) os << (k ? ", " : "") << shortest(float(z[k]));
+    os << "]}\n";
+  }
+  if (c.has("output")) atomic_write_bytes(c.str("output"), os.str());
+  else std::cout << os.str() << std::flush;
+  return 0;
+}
+
+// ------------------------------------------------------------------------------------------------ compare
+
+int cmd_compare(int argc, char** argv) {
+  sentiment::cli c("compare", "Compare training runs: writes comparison.md and comparison.html (a side-by-side table\n"
+                              "of their test metrics and runtimes, overlaid loss and learning-rate curves).");
+  c.positional("RUN_DIR", "output directories of sentiment_trainer train runs (each holds report.json)")
+      .option("output-dir", "where comparison.md and comparison.html go", ".");
+  if (!c.parse(argc, argv, 2, std::cout)) return 0;
+  MINIBERT_CHECK(c.positionals().size() >= 1, "compare", "give at least one run directory (see --help)");
+  std::vector<fs::path> runs(c.positionals().begin(), c.positionals().end());
+  const comparison_data cmp = compare_runs(runs, c.str("output-dir"));
+  std::cout << render_comparison_markdown(cmp) << "\nWritten to " << (fs::path(c.str("output-dir")) / "comparison.md").string()
+            << " and comparison.html\n";
+  return 0;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  try {
+    const std::string cmd = argc > 1 ? argv[1] : "";
+    if (cmd == "train") return cmd_train(argc, argv);
+    if (cmd == "evaluate") return cmd_evaluate(argc, argv);
+    if (cmd == "predict") return cmd_predict(argc, argv);
+    if (cmd == "compare") return cmd_compare(argc, argv);
+    if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+      std::cout << usage;
+      return 0;
+    }
+    std::cerr << (cmd.empty() ? "" : "unknown command '" + cmd + "'\n") << usage;
+    return 2;
+  } catch (const minibert::error& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+}

@@ -1,0 +1,394 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/* trainer<T>: fine-tunes a bert_for_sequence_classification as transformers' Trainer does: AdamW with the
+   Trainer's no-decay groups, an LR schedule stepped per optimizer step, gradient accumulation and clipping,
+   logging every N steps (mean loss since the last log, learning rate, grad norm, epoch), evaluation and
+   checkpoints per epoch or every N steps, resume that continues bit-identically, best-model reloading and early
+   stopping. Metrics and log entries carry transformers' names; trainer_state.json has its format. */
+
+#include <algorithm>  // max_element, sort
+#include <charconv>   // to_chars (log number format)
+#include <chrono>     // steady_clock
+#include <cmath>      // isfinite, round
+#include <cstdint>    // int64_t
+#include <filesystem> // path, rename, remove_all
+#include <fstream>    // ifstream
+#include <limits>     // infinity
+#include <optional>   // optional
+#include <ostream>    // ostream
+#include <string>     // string
+#include <vector>     // vector
+
+#include <nlohmann/json.hpp>
+
+#include <minibert/cpu/parallel.hpp>
+#include <minibert/data.hpp>
+#include <minibert/heads.hpp>
+#include <minibert/io/atomic_file.hpp>
+#include <minibert/io/checkpoint.hpp>
+#include <minibert/metrics.hpp>
+#include <minibert/optimizer.hpp>
+#include <minibert/pretrained.hpp>
+#include <minibert/scheduler.hpp>
+#include <minibert/tokenizer.hpp>
+#include <minibert/training/args.hpp>
+#include <minibert/training/batching.hpp>
+#include <minibert/training/progress.hpp>
+
+namespace minibert {
+
+/// @brief what evaluate/predict compute for a dataset
+struct prediction_output {
+  std::vector<std::vector<double>> logits; ///< (N, num_labels)
+  std::vector<std::int64_t> predictions;   ///< argmax per row
+  nlohmann::json metrics;                  ///< {prefix}_loss, _accuracy, ..., _runtime, _samples_per_second (labeled data)
+  classification_metrics detail;           ///< per-class figures and the confusion matrix (labeled data)
+};
+
+template <class T = float> class trainer {
+public:
+  using model_t = bert_for_sequence_classification<T>;
+
+  /// @param log where log lines and warnings go (the progress bar goes to stderr on a terminal)
+  trainer(model_t& model, const tokenizer& tok, training_args args, std::ostream& log)
+      : model_(model), tok_(tok), args_(std::move(args)), log_(log), gen_(args_.seed) {
+    args_.validate();
+    if (args_.threads > 0) set_num_threads(args_.threads);
+  }
+
+  /// @brief train on `train`, evaluating on `eval` (may be null) as the strategy says
+  /// @returns transformers' train metrics: train_runtime, train_samples_per_second, train_steps_per_second,
+  ///   train_loss, epoch
+  /// @throws minibert::error on a non-finite loss (naming the step), bad checkpoints or I/O failures
+  nlohmann::json train(const dataset& train, const dataset* eval);
+
+  /// @brief loss and metrics (with `prefix`_ names) of the model on `data`, in eval mode
+  prediction_output evaluate(const dataset& data, const std::string& prefix = "eval");
+
+  const nlohmann::json& log_history() const { return log_history_; }
+  const training_args& args() const { return args_; }
+  std::int64_t global_step() const { return global_step_; }
+
+private:
+  // one log line in transformers' style, keys in its order, floats in Python's shortest round-trip form:
+  // {'loss': 0.6206, 'grad_norm': 1.53, 'learning_rate': 3.92e-06, 'epoch': 0.33}
+  void print_entry(const nlohmann::json& e) {
+    static const char* const order[] = {"loss", "grad_norm", "learning_rate", "eval_loss", "eval_accuracy",
+                                        "eval_precision", "eval_recall", "eval_f1", "eval_runtime",
+                                        "eval_samples_per_second", "eval_steps_per_second", "train_runtime",
+                                        "train_samples_per_second", "train_steps_per_second", "train_loss", "epoch"};
+    log_ << "{";
+    bool first = true;
+    for (const char* k : order) {
+      if (!e.contains(k)) continue;
+      const auto& v = e[k];
+      char buf[32];
+      std::string text = v.dump();
+      if (v.is_number_float()) text.assign(buf, std::to_chars(buf, buf + sizeof(buf), v.get<double>()).ptr);
+      log_ << (first ? "" : ", ") << "'" << k << "': " << text;
+      first = false;
+    }
+    log_ << "}\n" << std::flush;
+  }
+  nlohmann::json eval_and_log(const dataset& eval, double epoch_f);
+  void save_checkpoint(const std::vector<std::vector<std::size_t>>& batches_unused, std::int64_t epoch,
+                       std::int64_t batch_in_epoch);
+  void load_checkpoint(const std::filesystem::path& dir);
+  bool improved(double value) const {
+    if (!best_metric_) return true;
+    return greater_is_better() ? value > *best_metric_ : value < *best_metric_;
+  }
+  bool greater_is_better() const { return metric_key().find("loss") == std::string::npos; }
+  std::string metric_key() const {
+    const std::string& m = args_.metric_for_best_model;
+    return m.rfind("eval_", 0) == 0 ? m : "eval_" + m;
+  }
+  nlohmann::json state_json() const;
+
+  model_t& model_;
+  const tokenizer& tok_;
+  training_args args_;
+  std::ostream& log_;
+  generator gen_;
+  std::optional<adamw<T>> opt_;
+  std::optional<scheduler> sched_;
+  nlohmann::json log_history_ = nlohmann::json::array();
+  std::int64_t global_step_ = 0, max_steps_ = 0, steps_per_epoch_ = 0, batches_per_epoch_ = 0;
+  double num_epochs_ = 0;
+  double total_loss_ = 0;           // sum of per-step losses (train_loss = total / steps)
+  double loss_since_log_ = 0;       // sum of per-step losses since the last log
+  std::int64_t last_logged_step_ = 0;
+  std::int64_t resume_epoch_ = 0, resume_batch_ = 0;
+  std::optional<double> best_metric_;
+  std::string best_checkpoint_;
+  std::int64_t evals_without_improvement_ = 0;
+  bool stop_early_ = false;
+  std::vector<std::string> saved_checkpoints_;
+};
+
+// ------------------------------------------------------------------------------------------------------------------
+// implementation
+
+template <class T> prediction_output trainer<T>::evaluate(const dataset& data, const std::string& prefix) {
+  const auto start = std::chrono::steady_clock::now();
+  const bool was_training = model_.training();
+  model_.eval();
+  const tokenized_dataset td = tokenize_dataset(tok_, data, std::size_t(args_.max_seq_length));
+  const std::int64_t L = model_.config().num_labels();
+  prediction_output out;
+  out.logits.reserve(td.size());
+  double loss_sum = 0;
+  std::int64_t steps = 0;
+  {
+    no_grad ng;
+    generator eval_gen(0); // eval mode: dropout is off and draws nothing
+    std::vector<std::size_t> idx;
+    for (std::size_t b = 0; b < td.size(); b += std::size_t(args_.eval_batch_size)) {
+      idx.clear();
+      for (std::size_t i = b; i < std::min(td.size(), b + std::size_t(args_.eval_batch_size)); ++i) idx.push_back(i);
+      const model_batch mb = collate(td, idx);
+      const auto logits = model_.forward(mb.inputs, eval_gen);
+      if (mb.labels.defined()) loss_sum += double(model_.loss(logits, mb.labels).value().item()) * double(mb.size);
+      const auto lv = logits.value().to_vector();
+      for (std::int64_t r = 0; r < mb.size; ++r) {
+        out.logits.emplace_back(lv.begin() + r * L, lv.begin() + (r + 1) * L);
+        out.predictions.push_back(std::max_element(lv.begin() + r * L, lv.begin() + (r + 1) * L) - (lv.begin() + r * L));
+      }
+      ++steps;
+    }
+  }
+  if (was_training) model_.train();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (data.has_labels && !td.labels.empty()) {
+    out.detail = compute_classification_metrics(out.predictions, td.labels, std::size_t(L));
+    out.metrics = out.detail.to_json(prefix, model_.config().id2label);
+    out.metrics[prefix + "_loss"] = loss_sum / double(td.size());
+  } else {
+    out.metrics = nlohmann::json::object();
+  }
+  out.metrics[prefix + "_runtime"] = std::round(secs * 1e4) / 1e4;
+  out.metrics[prefix + "_samples_per_second"] = std::round(double(td.size()) / secs * 1e3) / 1e3;
+  out.metrics[prefix + "_steps_per_second"] = std::round(double(steps) / secs * 1e3) / 1e3;
+  return out;
+}
+
+template <class T> nlohmann::json trainer<T>::eval_and_log(const dataset& eval, double epoch_f) {
+  prediction_output r = evaluate(eval, "eval");
+  nlohmann::json entry = r.metrics;
+  entry.erase("eval_per_class");
+  entry.erase("eval_confusion_matrix");
+  entry["epoch"] = epoch_f;
+  entry["step"] = global_step_;
+  nlohmann::json shown = nlohmann::json::object();
+  for (const char* k : {"eval_loss", "eval_accuracy", "eval_precision", "eval_recall", "eval_f1", "eval_runtime",
+                        "eval_samples_per_second", "eval_steps_per_second", "epoch"})
+    if (entry.contains(k)) shown[k] = entry[k];
+  print_entry(shown);
+  entry["eval_confusion_matrix"] = r.metrics["eval_confusion_matrix"];
+  log_history_.push_back(entry);
+  const std::string key = metric_key();
+  MINIBERT_CHECK(entry.contains(key), "trainer",
+                 "metric_for_best_model '" << args_.metric_for_best_model << "' is not among the eval metrics");
+  const double v = entry[key].get<double>();
+  if (improved(v)) {
+    best_metric_ = v;
+    evals_without_improvement_ = 0;
+    best_checkpoint_ = (std::filesystem::path(args_.output_dir) / ("checkpoint-" + std::to_string(global_step_))).string();
+  } else if (args_.early_stopping_patience > 0 && ++evals_without_improvement_ >= args_.early_stopping_patience) {
+    log_ << "Early stopping: " << key << " has not improved for " << evals_without_improvement_ << " evaluations\n";
+    stop_early_ = true;
+  }
+  return entry;
+}
+
+template <class T> nlohmann::json trainer<T>::state_json() const {
+  nlohmann::json s;
+  s["best_metric"] = best_metric_ ? nlohmann::json(*best_metric_) : nlohmann::json(nullptr);
+  s["best_model_checkpoint"] = best_checkpoint_.empty() ? nlohmann::json(nullptr) : nlohmann::json(best_checkpoint_);
+  s["epoch"] = steps_per_epoch_ ? double(global_step_) / double(steps_per_epoch_) : 0.0;
+  s["global_step"] = global_step_;
+  s["is_local_process_zero"] = true;
+  s["is_world_process_zero"] = true;
+  s["log_history"] = log_history_;
+  s["logging_steps"] = args_.logging_steps;
+  s["eval_steps"] = args_.eval_steps;
+  s["save_steps"] = args_.save_steps;
+  s["max_steps"] = max_steps_;
+  s["num_train_epochs"] = std::int64_t(std::ceil(num_epochs_));
+  s["train_batch_size"] = args_.batch_size;
+  return s;
+}
+
+template <class T>
+void trainer<T>::save_checkpoint(const std::vector<std::vector<std::size_t>>&, std::int64_t epoch,
+                                 std::int64_t batch_in_epoch) {
+  namespace fs = std::filesystem;
+  const fs::path final_dir = fs::path(args_.output_dir) / ("checkpoint-" + std::to_string(global_step_));
+  const fs::path tmp = fs::path(args_.output_dir) / (".checkpoint-" + std::to_string(global_step_) + ".tmp");
+  fs::remove_all(tmp);
+  save_pretrained(model_, tmp);
+  const optimizer_state<T> os = opt_->state_entries();
+  save_safetensors(tmp / "optimizer.safetensors", os.entries);
+  nlohmann::json st = state_json();
+  // minibert's resume state: everything that makes the continuation bit-identical
+  st["minibert"] = {{"optimizer", os.scalars},
+                    {"scheduler_step", sched_->steps_taken()},
+                    {"rng", {{"seed", gen_.seed()}, {"offset", gen_.offset()}}},
+                    {"epoch_index", epoch},
+                    {"batch_in_epoch", batch_in_epoch},
+                    {"total_loss", total_loss_},
+                    {"loss_since_log", loss_since_log_},
+                    {"last_logged_step", last_logged_step_},
+                    {"evals_without_improvement", evals_without_improvement_},
+                    {"threads", num_threads()}};
+  atomic_write_bytes(tmp / "trainer_state.json", st.dump(2) + "\n");
+  // the directory appears complete or not at all
+  fs::remove_all(final_dir);
+  fs::rename(tmp, final_dir);
+  saved_checkpoints_.push_back(final_dir.string());
+  if (args_.save_total_limit > 0) {
+    // delete the oldest, but never the best one when it will be reloaded
+    while (std::int64_t(saved_checkpoints_.size()) > args_.save_total_limit) {
+      auto victim = saved_checkpoints_.begin();
+      if (args_.load_best_model_at_end && *victim == best_checkpoint_ && saved_checkpoints_.size() > 1) ++victim;
+      fs::remove_all(*victim);
+      saved_checkpoints_.erase(victim);
+    }
+  }
+}
+
+template <class T> void trainer<T>::load_checkpoint(const std::filesystem::path& dir) {
+  const nlohmann::json st = nlohmann::json::parse(std::ifstream(dir / "trainer_state.json"), nullptr, false);
+  MINIBERT_CHECK(st.is_object() && st.contains("minibert"), "trainer",
+                 (dir / "trainer_state.json").string() << ": missing or not a minibert trainer state");
+  load_weights(model_, checkpoint::open(dir / "model.safetensors"), dir.string(), nullptr);
+  const auto& m = st["minibert"];
+  opt_->load_state(checkpoint::open(dir / "optimizer.safetensors"), m["optimizer"]);
+  sched_->load_state({m["scheduler_step"].get<std::int64_t>()});
+  gen_.set_state(m["rng"]["seed"].get<std::uint64_t>(), m["rng"]["offset"].get<std::uint64_t>());
+  global_step_ = st["global_step"].get<std::int64_t>();
+  log_history_ = st["log_history"];
+  if (!st["best_metric"].is_null()) best_metric_ = st["best_metric"].get<double>();
+  if (!st["best_model_checkpoint"].is_null()) best_checkpoint_ = st["best_model_checkpoint"].get<std::string>();
+  resume_epoch_ = m["epoch_index"].get<std::int64_t>();
+  resume_batch_ = m["batch_in_epoch"].get<std::int64_t>();
+  total_loss_ = m["total_loss"].get<double>();
+  loss_since_log_ = m["loss_since_log"].get<double>();
+  last_logged_step_ = m["last_logged_step"].get<std::int64_t>();
+  evals_without_improvement_ = m["evals_without_improvement"].get<std::int64_t>();
+  if (m["threads"].get<int>() != num_threads())
+    log_ << "warning: the checkpoint was written with " << m["threads"].get<int>() << " threads and this run uses "
+         << num_threads() << ": results will not be bit-identical to an uninterrupted run\n";
+  log_ << "Resumed from " << dir.string() << " at step " << global_step_ << "\n";
+}
+
+template <class T> nlohmann::json trainer<T>::train(const dataset& train, const dataset* eval) {
+  namespace fs = std::filesystem;
+  const auto start = std::chrono::steady_clock::now();
+  MINIBERT_CHECK(!train.empty(), "trainer", train.path << ": no training examples");
+  MINIBERT_CHECK(train.has_labels, "trainer", train.path << ": training data has no labels");
+  fs::create_directories(args_.output_dir);
+  const tokenized_dataset td = tokenize_dataset(tok_, train, std::size_t(args_.max_seq_length));
+  const std::int64_t accum = args_.gradient_accumulation_steps;
+  batches_per_epoch_ = (std::int64_t(td.size()) + args_.batch_size - 1) / args_.batch_size;
+  steps_per_epoch_ = std::max<std::int64_t>(1, batches_per_epoch_ / accum);
+  if (args_.max_steps > 0) {
+    max_steps_ = args_.max_steps;
+    num_epochs_ = std::ceil(double(max_steps_) / double(steps_per_epoch_));
+  } else {
+    max_steps_ = std::int64_t(std::ceil(args_.epochs * double(steps_per_epoch_)));
+    num_epochs_ = std::ceil(args_.epochs);
+  }
+  const std::int64_t warmup =
+      args_.warmup_steps > 0 ? args_.warmup_steps : warmup_steps_from_ratio(args_.warmup_ratio, max_steps_);
+  opt_.emplace(default_param_groups(model_, args_.weight_decay));
+  sched_.emplace(lr_schedule{parse_schedule_kind(args_.lr_scheduler), args_.learning_rate, warmup, max_steps_});
+  if (!args_.resume_from_checkpoint.empty()) load_checkpoint(args_.resume_from_checkpoint);
+
+  log_ << "***** Running training *****\n"
+       << "  Num examples = " << td.size() << "\n  Num Epochs = " << std::int64_t(num_epochs_)
+       << "\n  Batch size = " << args_.batch_size << "\n  Gradient Accumulation steps = " << accum
+       << "\n  Total optimization steps = " << max_steps_ << "\n  Warmup steps = " << warmup
+       << "\n  Number of trainable parameters = " << model_.num_parameters() << "\n  Threads = " << num_threads()
+       << "\n" << std::flush;
+
+  const auto params = model_.parameters();
+  progress_bar bar("train", max_steps_);
+  bar.start_at(global_step_);
+  model_.train();
+  for (std::int64_t epoch = resume_epoch_; epoch < std::int64_t(num_epochs_) && global_step_ < max_steps_ && !stop_early_;
+       ++epoch) {
+    const auto batches = epoch_batches(td, std::size_t(args_.batch_size), args_.shuffle, args_.seed, epoch,
+                                       args_.group_by_length);
+    const std::int64_t nb = std::int64_t(batches.size());
+    double step_loss = 0;
+    std::int64_t first = epoch == resume_epoch_ ? resume_batch_ : 0;
+    for (std::int64_t bi = first; bi < nb && global_step_ < max_steps_ && !stop_early_; ++bi) {
+      const model_batch mb = collate(td, batches[bi]);
+      auto loss = model_.loss(model_.forward(mb.inputs, gen_), mb.labels);
+      const double lv = double(loss.value().item());
+      if (!std::isfinite(lv))
+        throw error("trainer", "loss is " + std::to_string(lv) + " at optimizer step " + std::to_string(global_step_ + 1) +
+                                   " (epoch " + std::to_string(epoch) + ", batch " + std::to_string(bi) + ")");
+      if (accum > 1) loss = scale(loss, T(1) / T(accum));
+      loss.backward();
+      step_loss += lv / double(accum);
+      const bool boundary = (bi + 1) % accum == 0 || bi + 1 == nb;
+      if (!boundary) continue;
+      const double gn = args_.max_grad_norm > 0 ? clip_grad_norm(params, args_.max_grad_norm) : 0.0;
+      opt_->step(sched_->last_lr());
+      sched_->step();
+      model_.zero_grad();
+      ++global_step_;
+      total_loss_ += step_loss;
+      loss_since_log_ += step_loss;
+      step_loss = 0;
+      const double epoch_f = double(epoch) + double(bi + 1) / double(nb);
+      if (global_step_ % args_.logging_steps == 0) {
+        nlohmann::json e = {{"loss", std::round(loss_since_log_ / double(global_step_ - last_logged_step_) * 1e4) / 1e4},
+                            {"grad_norm", gn},
+                            {"learning_rate", sched_->last_lr()},
+                            {"epoch", std::round(epoch_f * 1e4) / 1e4},
+                            {"step", global_step_}};
+        bar.clear_line();
+        print_entry(e);
+        log_history_.push_back(e);
+        loss_since_log_ = 0;
+        last_logged_step_ = global_step_;
+      }
+      const bool epoch_end = bi + 1 == nb;
+      const bool eval_now = eval && ((args_.eval_strategy == interval_strategy::steps && global_step_ % args_.eval_steps == 0) ||
+                                     (args_.eval_strategy == interval_strategy::epoch && epoch_end));
+      if (eval_now) {
+        bar.clear_line();
+        eval_and_log(*eval, epoch_f);
+      }
+      const bool save_now = (args_.save_strategy == interval_strategy::steps && global_step_ % args_.save_steps == 0) ||
+                            (args_.save_strategy == interval_strategy::epoch && epoch_end);
+      if (save_now) save_checkpoint(batches, epoch_end ? epoch + 1 : epoch, epoch_end ? 0 : bi + 1);
+      bar.update(global_step_, "loss " + std::to_string(lv).substr(0, 6));
+    }
+  }
+  bar.finish();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (args_.load_best_model_at_end && !best_checkpoint_.empty() && fs::exists(best_checkpoint_)) {
+    log_ << "Loading best model from " << best_checkpoint_ << " (score: " << *best_metric_ << ").\n";
+    load_weights(model_, checkpoint::open(fs::path(best_checkpoint_) / "model.safetensors"), best_checkpoint_, nullptr);
+  }
+  const double samples = args_.max_steps > 0 ? double(max_steps_ * args_.batch_size * accum) : double(td.size()) * args_.epochs;
+  nlohmann::json r = {{"train_runtime", std::round(secs * 1e4) / 1e4},
+                      {"train_samples_per_second", std::round(samples / secs * 1e3) / 1e3},
+                      {"train_steps_per_second", std::round(double(max_steps_) / secs * 1e3) / 1e3},
+                      {"train_loss", global_step_ ? total_loss_ / double(global_step_) : 0.0},
+                      {"epoch", double(global_step_) / double(steps_per_epoch_)},
+                      {"step", global_step_}};
+  log_history_.push_back(r);
+  nlohmann::json shown = r;
+  shown.erase("step");
+  print_entry(shown);
+  nlohmann::json st = state_json();
+  atomic_write_bytes(fs::path(args_.output_dir) / "trainer_state.json", st.dump(2) + "\n");
+  return shown;
+}
+
+} // namespace minibert

@@ -1,0 +1,273 @@
+// SPDX-License-Identifier: MIT
+// The sentiment_trainer program end to end, on a tiny random-init BERT and slices of ../shared's SST-2 (written into
+// the build directory): the Hugging Face output layout and metrics files, predict/evaluate, a SIGKILL followed by
+// --resume-from-checkpoint ending bit-identical to an uninterrupted run, and clear errors for malformed data.
+#include <doctest/doctest.h>
+
+#include <minibert/io/checkpoint.hpp>
+
+#include <nlohmann/json.hpp>
+
+#include <signal.h>   // kill, SIGKILL
+#include <sys/wait.h> // waitpid
+#include <unistd.h>   // fork, execv, usleep
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path work = fs::path(MINIBERT_TEST_BINARY_DIR) / "sentiment_trainer_work";
+const std::string shared = MINIBERT_TEST_SHARED_DIR;
+
+struct result {
+  int code;
+  std::string out;
+};
+
+result run(const std::string& args) {
+  const std::string cmd = std::string(MINIBERT_TEST_PROGRAM) + " " + args + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  REQUIRE(p != nullptr);
+  std::string out;
+  char buf[4096];
+  while (std::size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  const int status = pclose(p);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// the first n data rows of an SST-2 file, with its header
+fs::path sst2_slice(const std::string& name, const std::string& file, std::size_t n) {
+  fs::create_directories(work);
+  std::ifstream in(shared + "/data/sentiment/sst2/" + file);
+  REQUIRE(in.good());
+  const fs::path out = work / name;
+  std::ofstream o(out);
+  std::string line;
+  for (std::size_t i = 0; i <= n && std::getline(in, line); ++i) o << line << "\n";
+  return out;
+}
+
+fs::path tiny_config() {
+  fs::create_directories(work);
+  const fs::path p = work / "tiny_config.json";
+  std::ofstream(p) << R"({"model_type": "bert", "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 1,
+    "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128, "hidden_act": "gelu"})";
+  return p;
+}
+
+std::string train_args(const fs::path& out, const std::string& extra) {
+  return "train --config " + tiny_config().string() + " --tokenizer " + shared + "/data/bert-base-uncased --train " +
+         sst2_slice("train.tsv", "train.tsv", 400).string() + " --test " + sst2_slice("test.tsv", "test.tsv", 60).string() +
+         " --output-dir " + out.string() + " --learning-rate 1e-3 --warmup-steps 3 --batch-size 16 --threads 2 " + extra;
+}
+
+} // namespace
+
+TEST_CASE("train writes the Hugging Face layout, transformers' metric files and the report, and predict and evaluate use it") {
+  const fs::path out = work / "run";
+  fs::remove_all(out);
+  const result r = run(train_args(out, "--max-steps 12 --logging-steps 4 --eval-strategy steps --eval-steps 6 "
+                                       "--save-strategy steps --save-steps 6 --save-total-limit 1"));
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("NOT pretrained") != std::string::npos);
+  CHECK(r.out.find("'loss': ") != std::string::npos);
+  CHECK(r.out.find("***** test metrics *****") != std::string::npos);
+  for (const char* f : {"config.json", "model.safetensors", "vocab.txt", "tokenizer.json", "trainer_state.json",
+                        "train_results.json", "eval_results.json", "test_results.json", "report.md", "report.html"})
+    CHECK_MESSAGE(fs::exists(out / f), f);
+  CHECK(fs::exists(out / "checkpoint-12"));
+  CHECK(!fs::exists(out / "checkpoint-6")); // --save-total-limit 1
+
+  const auto state = nlohmann::json::parse(read_file(out / "trainer_state.json"));
+  CHECK(state["global_step"] == 12);
+  int logs = 0, evals = 0;
+  for (const auto& e : state["log_history"]) {
+    if (e.contains("loss")) {
+      ++logs;
+      for (const char* k : {"step", "epoch", "loss", "learning_rate", "grad_norm"}) CHECK_MESSAGE(e.contains(k), k);
+    }
+    if (e.contains("eval_loss")) ++evals;
+  }
+  CHECK(logs == 3);
+  CHECK(evals == 2);
+  const auto test = nlohmann::json::parse(read_file(out / "test_results.json"));
+  for (const char* k : {"test_loss", "test_accuracy", "test_precision", "test_recall", "test_f1", "test_runtime",
+                        "test_samples_per_second"})
+    CHECK_MESSAGE(test.contains(k), k);
+  const auto cfg = nlohmann::json::parse(read_file(out / "config.json"));
+  CHECK(cfg["architectures"][0] == "BertForSequenceClassification");
+  CHECK(cfg["id2label"]["1"] == "1");
+  const std::string html = read_file(out / "report.html");
+  CHECK(html.find("<svg") != std::string::npos);
+
+  // predict: one JSON line per input row, in order, independent of the batch size
+  const fs::path input = work / "test.tsv";
+  const result p1 = run("predict --model " + out.string() + " --input " + input.string() + " --batch-size 1");
+  const result p7 = run("predict --model " + out.string() + " --input " + input.string() + " --batch-size 7");
+  REQUIRE(p1.code == 0);
+  REQUIRE(p7.code == 0);
+  CHECK(p1.out == p7.out);
+  std::istringstream lines(p1.out);
+  std::string line;
+  int n = 0;
+  while (std::getline(lines, line)) {
+    const auto j = nlohmann::json::parse(line);
+    CHECK(j["probs"].size() == 2);
+    CHECK(j["logits"].size() == 2);
+    CHECK(std::abs(j["probs"][0].get<double>() + j["probs"][1].get<double>() - 1.0) < 1e-6);
+    CHECK(j["label_name"] == std::to_string(j["label"].get<int>()));
+    ++n;
+  }
+  CHECK(n == 60);
+
+  // evaluate the saved model on the test file: the same accuracy as the run's own test evaluation
+  const result e = run("evaluate --model " + out.string() + " --data " + input.string() + " --output " +
+                       (work / "eval.json").string());
+  REQUIRE(e.code == 0);
+  const auto ev = nlohmann::json::parse(read_file(work / "eval.json"));
+  CHECK(ev["eval_accuracy"] == test["test_accuracy"]);
+  CHECK(ev["eval_loss"].get<double>() == doctest::Approx(test["test_loss"].get<double>()).epsilon(1e-12));
+}
+
+TEST_CASE("SIGKILL during training, then --resume-from-checkpoint, ends with the weights and metrics of an uninterrupted run") {
+  const std::string common = "--max-steps 20 --logging-steps 2 --eval-strategy steps --eval-steps 5 --save-strategy steps "
+                             "--save-steps 5 --hidden-dropout 0.1";
+  const fs::path a = work / "uninterrupted", b = work / "killed";
+  fs::remove_all(a);
+  fs::remove_all(b);
+  const result ra = run(train_args(a, common));
+  INFO(ra.out);
+  REQUIRE(ra.code == 0);
+
+  // the same run, killed with SIGKILL right after its first checkpoint appears
+  std::vector<std::string> argv_s{MINIBERT_TEST_PROGRAM};
+  std::istringstream words(train_args(b, common));
+  for (std::string w; words >> w;) argv_s.push_back(w);
+  std::vector<char*> argv;
+  for (auto& s : argv_s) argv.push_back(s.data());
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    freopen("/dev/null", "w", stdout);
+    freopen("/dev/null", "w", stderr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::minutes(5);
+  while (!fs::exists(b / "checkpoint-5") && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  kill(pid, SIGKILL);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  REQUIRE(WIFSIGNALED(status)); // it was killed, not finished
+  std::string last;
+  for (int s = 20; s >= 5 && last.empty(); s -= 5)
+    if (fs::exists(b / ("checkpoint-" + std::to_string(s)))) last = (b / ("checkpoint-" + std::to_string(s))).string();
+  REQUIRE(!last.empty());
+  MESSAGE("resuming from " << last);
+
+  const result rb = run(train_args(b, common + " --resume-from-checkpoint " + last));
+  INFO(rb.out);
+  REQUIRE(rb.code == 0);
+  CHECK(read_file(a / "model.safetensors") == read_file(b / "model.safetensors"));
+  const auto ta = nlohmann::json::parse(read_file(a / "test_results.json"));
+  const auto tb = nlohmann::json::parse(read_file(b / "test_results.json"));
+  for (const char* k : {"test_loss", "test_accuracy", "test_f1"}) CHECK_MESSAGE(ta[k] == tb[k], k);
+  const auto la = nlohmann::json::parse(read_file(a / "trainer_state.json"))["log_history"];
+  const auto lb = nlohmann::json::parse(read_file(b / "trainer_state.json"))["log_history"];
+  REQUIRE(la.size() == lb.size());
+  for (std::size_t i = 0; i < la.size(); ++i)
+    for (const char* k : {"loss", "learning_rate", "grad_norm", "eval_loss", "eval_accuracy"})
+      if (la[i].contains(k)) CHECK_MESSAGE(la[i][k] == lb[i][k], "log entry " << i << " " << k);
+}
+
+TEST_CASE("malformed data and bad values fail with the file and line, and exit code 1") {
+  fs::create_directories(work);
+  auto write = [](const std::string& name, const std::string& text) {
+    const fs::path p = work / name;
+    std::ofstream(p, std::ios::binary) << text;
+    return p.string();
+  };
+  auto expect = [](const result& r, std::initializer_list<const char*> parts) {
+    INFO(r.out);
+    CHECK(r.code == 1);
+    for (const char* s : parts) CHECK_MESSAGE(r.out.find(s) != std::string::npos, s);
+  };
+  const std::string base = "train --config " + tiny_config().string() + " --tokenizer " + shared +
+                           "/data/bert-base-uncased --output-dir " + (work / "bad").string() + " --train ";
+  const std::string good = sst2_slice("train.tsv", "train.tsv", 400).string();
+  expect(run(base + write("nolabel.tsv", "sentence\tscore\ngood movie\t1\n")), {"nolabel.tsv", "label"});
+  expect(run(base + write("broken.jsonl", "{\"text\": \"a\", \"label\": 0}\n{\"text\": \"b\", \"label\": 1}\n{\"text\": \n")),
+         {"broken.jsonl:3"});
+  expect(run(base + write("empty.tsv", "")), {"empty.tsv", "empty"});
+  expect(run(base + write("utf8.tsv", "sentence\tlabel\nfine\t1\nbad \xC3\x28 byte\t0\n")), {"utf8.tsv:3"});
+  expect(run(base + good + " --validation " + write("val5.tsv", "sentence\tlabel\nok\t1\nodd\t5\n")), {"val5.tsv:3", "5"});
+  expect(run(base + good + " --learning-rate 1e30 --max-grad-norm 0 --max-steps 6"), {"optimizer step"});
+  expect(run(base + good + " --lr-scheduler sideways"), {"sideways", "linear"});
+  const result h = run("train --help");
+  CHECK(h.code == 0);
+  CHECK(h.out.find("--resume-from-checkpoint") != std::string::npos);
+  for (const char* cmd : {"evaluate", "predict", "compare"}) CHECK(run(std::string(cmd) + " --help").code == 0);
+}
+
+TEST_CASE("a hub id resolves through the local Hugging Face cache; early stopping and best-model reloading") {
+  const fs::path out = work / "hub_source";
+  fs::remove_all(out);
+  REQUIRE(run(train_args(out, "--max-steps 2 --eval-strategy no --save-strategy no")).code == 0);
+  // huggingface_hub's cache layout: models--org--name/refs/main -> snapshots/<revision>/
+  const fs::path cache = work / "hf_home" / "hub" / "models--acme--tiny-sst2";
+  fs::remove_all(work / "hf_home");
+  fs::create_directories(cache / "refs");
+  fs::create_directories(cache / "snapshots");
+  std::ofstream(cache / "refs" / "main") << "0123abcd";
+  fs::copy(out, cache / "snapshots" / "0123abcd", fs::copy_options::recursive);
+  const std::string env = "HF_HOME=" + (work / "hf_home").string() + " ";
+  const std::string cmd = env + MINIBERT_TEST_PROGRAM + " evaluate --model acme/tiny-sst2 --data " +
+                          (work / "test.tsv").string() + " --output " + (work / "hub_eval.json").string() + " 2>&1";
+  CHECK(std::system(cmd.c_str()) == 0);
+  CHECK(fs::exists(work / "hub_eval.json"));
+  const result missing = run("evaluate --model acme/not-there --data " + (work / "test.tsv").string());
+  CHECK(missing.code == 1);
+  CHECK(missing.out.find("local Hugging Face cache") != std::string::npos);
+
+  // learning rate 0: the eval loss never improves, so patience 1 stops at the second evaluation
+  const fs::path es = work / "early";
+  fs::remove_all(es);
+  const result r = run(train_args(es, "--max-steps 20 --learning-rate 0 --warmup-steps 0 --eval-strategy steps "
+                                      "--eval-steps 2 --save-strategy no --early-stopping-patience 1"));
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("Early stopping") != std::string::npos);
+  CHECK(nlohmann::json::parse(read_file(es / "trainer_state.json"))["global_step"] == 4);
+
+  // the final model is the best checkpoint's
+  const fs::path best = work / "best";
+  fs::remove_all(best);
+  const result rb = run(train_args(best, "--max-steps 12 --eval-strategy steps --eval-steps 4 --save-strategy steps "
+                                         "--save-steps 4 --load-best-model-at-end --metric-for-best-model loss"));
+  INFO(rb.out);
+  REQUIRE(rb.code == 0);
+  const auto st = nlohmann::json::parse(read_file(best / "trainer_state.json"));
+  const std::string best_dir = st["best_model_checkpoint"].get<std::string>();
+  CHECK(rb.out.find("Loading best model from " + best_dir) != std::string::npos);
+  const auto a = minibert::checkpoint::open(best / "model.safetensors");
+  const auto b = minibert::checkpoint::open(fs::path(best_dir) / "model.safetensors");
+  for (const auto& name : a.names()) CHECK_MESSAGE(a.read_vector<float>(name) == b.read_vector<float>(name), name);
+}
