@@ -15,3 +15,16 @@
 #include <minibert/ops.hpp>      // defines: every differentiable op
 #include <minibert/bert_config.hpp>    // defines: bert_config, hidden_activation, problem_kind
 #include <minibert/io/checkpoint.hpp>  // defines: checkpoint, safetensors_file, save_safetensors, torch_checkpoint, atomic_write
+#include <minibert/tokenizer.hpp> // defines: tokenizer, encoding, encode_options, vocab, wordpiece, normalize
+#include <minibert/nn/module.hpp>      // defines: module (parameter registry, train/eval)
+#include <minibert/nn/layers.hpp>      // defines: linear_layer, layer_norm_layer, embedding_layer
+#include <minibert/encoder.hpp>        // defines: bert_inputs, bert_embeddings ... bert_model
+#include <minibert/heads.hpp>          // defines: bert_for_sequence_classification, bert_for_masked_lm
+#include <minibert/pretrained.hpp>     // defines: load_weights, from_pretrained, save_pretrained
+#include <minibert/hub.hpp>            // defines: resolve_model_path (local Hugging Face cache)
+#include <minibert/optimizer.hpp>      // defines: adamw, param_group, default_param_groups, clip_grad_norm
+#include <minibert/scheduler.hpp>      // defines: lr_schedule, scheduler, schedule_kind
+#include <minibert/data.hpp>           // defines: dataset, example, read_dataset, split_validation
+#include <minibert/metrics.hpp>        // defines: classification_metrics, compute_classification_metrics
+#include <minibert/report.hpp>         // defines: report_data, write_report, compare_runs
+#include <minibert/training/trainer.hpp> // defines: training_args, trainer, tokenize_dataset, collate

@@ -32,7 +32,8 @@ variable<T, D> attention(const variable<T, D>& q, const variable<T, D>& k, const
   tensor<T, D> out = tensor<T, D>::empty(qc.shape());
   tensor<T, D> probs = tensor<T, D>::empty({B, num_heads, Tn, backend<D>::attention_probs_ld(Tn)});
   tensor<std::uint8_t, D> keep = pe > 0 ? tensor<std::uint8_t, D>::empty(probs.shape()) : tensor<std::uint8_t, D>();
-  const std::uint64_t base = pe > 0 ? gen.reserve(std::uint64_t(probs.numel())) : 0;
+  // the dropout draw covers (B,NH,T,T) positions, whatever the saved layout
+  const std::uint64_t base = pe > 0 ? gen.reserve(std::uint64_t(B * num_heads * Tn * Tn)) : 0;
   backend<D>::attention_forward(dims, qc.data(), kc.data(), vc.data(), mc.defined() ? mc.data() : (const T*)nullptr,
                                 out.data(), probs.data(), keep.data(), pe, gen.seed(), base);
   return make_result(std::move(out), "attention", {&q, &k, &v}, [=] {
