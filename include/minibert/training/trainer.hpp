@@ -91,8 +91,7 @@ private:
     log_ << "}\n" << std::flush;
   }
   nlohmann::json eval_and_log(const dataset& eval, double epoch_f);
-  void save_checkpoint(const std::vector<std::vector<std::size_t>>& batches_unused, std::int64_t epoch,
-                       std::int64_t batch_in_epoch);
+  void save_checkpoint(std::int64_t epoch, std::int64_t batch_in_epoch);
   void load_checkpoint(const std::filesystem::path& dir);
   bool improved(double value) const {
     if (!best_metric_) return true;
@@ -219,9 +218,7 @@ template <class T> nlohmann::json trainer<T>::state_json() const {
   return s;
 }
 
-template <class T>
-void trainer<T>::save_checkpoint(const std::vector<std::vector<std::size_t>>&, std::int64_t epoch,
-                                 std::int64_t batch_in_epoch) {
+template <class T> void trainer<T>::save_checkpoint(std::int64_t epoch, std::int64_t batch_in_epoch) {
   namespace fs = std::filesystem;
   const fs::path final_dir = fs::path(args_.output_dir) / ("checkpoint-" + std::to_string(global_step_));
   const fs::path tmp = fs::path(args_.output_dir) / (".checkpoint-" + std::to_string(global_step_) + ".tmp");
@@ -365,7 +362,7 @@ template <class T> nlohmann::json trainer<T>::train(const dataset& train, const 
       }
       const bool save_now = (args_.save_strategy == interval_strategy::steps && global_step_ % args_.save_steps == 0) ||
                             (args_.save_strategy == interval_strategy::epoch && epoch_end);
-      if (save_now) save_checkpoint(batches, epoch_end ? epoch + 1 : epoch, epoch_end ? 0 : bi + 1);
+      if (save_now) save_checkpoint(epoch_end ? epoch + 1 : epoch, epoch_end ? 0 : bi + 1);
       bar.update(global_step_, "loss " + std::to_string(lv).substr(0, 6));
     }
   }
