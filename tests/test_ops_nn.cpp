@@ -639,3 +639,55 @@ TEST_CASE_TEMPLATE("ops.attention: shape errors", T, float, double) {
               {"[minibert.attention]", "dropout probability 1"});
   CHECK(gen.offset() == 0); // failed calls draw nothing
 }
+
+// ====================================================================== self_attention (fused QKV) and concat
+
+TEST_CASE_TEMPLATE("ops.self_attention: qkv column blocks vs reference, with mask and a short-lived mask tensor", T, float,
+                   double) {
+  const std::int64_t B = 2, Tn = 5, C = 8, NH = 2;
+  const tensor<T> qkv = random_tensor<T>({B, Tn, 3 * C}, 361);
+  variable<T> vqkv(qkv, true);
+  generator gen(1);
+  variable<T> y;
+  {
+    const tensor<T> mask = make_mask<T>(B, Tn, 1); // destroyed before backward: the op must own what it needs
+    y = minibert::self_attention(vqkv, mask, NH, 0.0f, true, gen);
+  }
+  const tensor<T> mask = make_mask<T>(B, Tn, 1);
+  const ref::array rq = to_ref(qkv.slice(2, 0, C)), rk = to_ref(qkv.slice(2, C, 2 * C)), rv = to_ref(qkv.slice(2, 2 * C, 3 * C));
+  check_ref(y.value(), ref::attention(rq, rk, rv, to_ref(mask), NH).out, "self_attention forward" + tname<T>(), 2.0);
+  const tensor<T> dout = random_tensor<T>(y.shape(), 362);
+  y.backward(dout);
+  const ref::grad3 g = ref::attention_backward(rq, rk, rv, to_ref(mask), NH, to_ref(dout));
+  check_ref(vqkv.grad().slice(2, 0, C), g.d0, "self_attention grad q" + tname<T>(), 2.0);
+  check_ref(vqkv.grad().slice(2, C, 2 * C), g.d1, "self_attention grad k" + tname<T>(), 2.0);
+  check_ref(vqkv.grad().slice(2, 2 * C, 3 * C), g.d2, "self_attention grad v" + tname<T>(), 2.0);
+  check_error([&] { (void)minibert::self_attention(variable<T>(random_tensor<T>({2, 5, 10}, 1), true), tensor<T>(), 2, 0.0f,
+                                                   true, gen); },
+              {"[minibert.self_attention]", "(2,5,10)"});
+}
+
+TEST_CASE("ops.self_attention and concat: gradients by finite differences") {
+  const dtensor mask = make_mask<double>(2, 3, 1);
+  check_gradients("self_attention masked dropout", [mask](const std::vector<dvar>& x) {
+    generator gen(5);
+    return minibert::self_attention(x[0], mask, 2, 0.25f, true, gen);
+  }, {random_tensor<double>({2, 3, 12}, 371)});
+  check_gradients("concat rows", [](const std::vector<dvar>& x) { return minibert::concat<double, minibert::device::cpu>({x[0], x[1], x[2]}); },
+                  {random_tensor<double>({2, 3}, 372), random_tensor<double>({1, 3}, 373), random_tensor<double>({3, 3}, 374)});
+  check_gradients("concat vectors", [](const std::vector<dvar>& x) { return minibert::concat<double, minibert::device::cpu>({x[0], x[1]}); },
+                  {random_tensor<double>({4}, 375), random_tensor<double>({2}, 376)});
+}
+
+TEST_CASE_TEMPLATE("ops.concat: values and shape errors", T, float, double) {
+  const tensor<T> a = random_tensor<T>({2, 3}, 381), b = random_tensor<T>({1, 3}, 382);
+  const variable<T> y = minibert::concat<T, minibert::device::cpu>({variable<T>(a), variable<T>(b)});
+  CHECK(y.shape() == shape{3, 3});
+  for (std::int64_t j = 0; j < 3; ++j) {
+    CHECK(y.value().at({0, j}) == a.at({0, j}));
+    CHECK(y.value().at({2, j}) == b.at({0, j}));
+  }
+  check_error([&] { (void)minibert::concat<T, minibert::device::cpu>({variable<T>(a), variable<T>(random_tensor<T>({1, 4}, 1))}); },
+              {"[minibert.concat]", "(1,4)", "(2,3)"});
+  check_error([&] { (void)minibert::concat<T, minibert::device::cpu>({}); }, {"[minibert.concat]", "no inputs"});
+}

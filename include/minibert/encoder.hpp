@@ -97,9 +97,12 @@ public:
     this->register_module("key", key);
     this->register_module("value", value);
   }
-  /// @brief h (B,T,C), additive key mask (B,T) -> context (B,T,C)
+  /// @brief h (B,T,C), additive key mask (B,T) -> context (B,T,C). The three projections run as one GEMM on the
+  /// stacked weights (3C,C), whose gradient concat's backward splits back into query/key/value.
   variable<T, D> forward(const variable<T, D>& h, const tensor<T, D>& mask, generator& gen) const {
-    return attention(query.forward(h), key.forward(h), value.forward(h), mask, heads_, p_, this->training(), gen);
+    const auto qkv = linear(h, concat<T, D>({query.weight, key.weight, value.weight}),
+                            concat<T, D>({query.bias, key.bias, value.bias}));
+    return self_attention(qkv, mask, heads_, p_, this->training(), gen);
   }
   linear_layer<T, D> query, key, value;
 

@@ -10,13 +10,14 @@
 #include <cmath>   // sqrt
 #include <cstdint> // int64_t, uint8_t
 #include <algorithm> // fill
-#include <vector>  // vector (per-thread scratch, key lengths)
+#include <vector>  // vector (key lengths)
 
 #include <minibert/backend.hpp>
 #include <minibert/cpu/gemm.hpp>
 #include <minibert/cpu/parallel.hpp>
 #include <minibert/cpu/softmax.hpp>
 #include <minibert/random.hpp>
+#include <minibert/tensor.hpp>
 
 namespace minibert::cpu {
 
@@ -50,7 +51,9 @@ void attention_forward(const attention_dims& d, const T* q, const T* k, const T*
   const T keep_scale = p > 0 ? T(1) / (T(1) - T(p)) : T(1);
   const std::vector<std::int64_t> klen = detail::key_lengths(mask, B, Tn);
   detail::parallel_for(B * NH, 4 * Tn * Tn * HS, [&](std::int64_t b0, std::int64_t b1) {
-    std::vector<T> dropped(p > 0 ? Tn * ldp : 0);
+    // scratch rows 64-byte aligned like the saved probabilities: Eigen's reductions group elements by address
+    const tensor<T> dropped_buf = tensor<T>::zeros({p > 0 ? Tn * ldp : 0});
+    T* dropped = dropped_buf.data();
     for (std::int64_t bh = b0; bh < b1; ++bh) {
       const std::int64_t b = bh / NH, h = bh % NH, L = klen[b];
       const std::int64_t off = b * Tn * ld + h * HS;
@@ -72,7 +75,7 @@ void attention_forward(const attention_dims& d, const T* q, const T* k, const T*
             kp[i * ldp + j] = kept;
             dropped[i * ldp + j] = kept ? P[i * ldp + j] * keep_scale : T(0);
           }
-        PV = dropped.data();
+        PV = dropped;
       }
       gemm(false, false, Tn, HS, L, T(1), PV, ldp, v + off, ld, T(0), out + b * Tn * C + h * HS, C);
     }
@@ -88,7 +91,10 @@ void attention_backward(const attention_dims& d, const T* dout, const T* q, cons
   const T keep_scale = p > 0 ? T(1) / (T(1) - T(p)) : T(1);
   const std::vector<std::int64_t> klen = detail::key_lengths(mask, B, Tn);
   detail::parallel_for(B * NH, 8 * Tn * Tn * HS, [&](std::int64_t b0, std::int64_t b1) {
-    std::vector<T> dP(Tn * ldp), dropped(p > 0 ? Tn * ldp : 0);
+    // scratch rows 64-byte aligned like the saved probabilities: Eigen's reductions group elements by address
+    const tensor<T> dP_buf = tensor<T>::zeros({Tn * ldp}), dropped_buf = tensor<T>::zeros({p > 0 ? Tn * ldp : 0});
+    T* dP = dP_buf.data();
+    T* dropped = dropped_buf.data();
     for (std::int64_t bh = b0; bh < b1; ++bh) {
       const std::int64_t b = bh / NH, h = bh % NH, L = klen[b];
       const std::int64_t off = b * Tn * ld + h * HS, ooff = b * Tn * C + h * HS;
@@ -97,20 +103,20 @@ void attention_backward(const attention_dims& d, const T* dout, const T* q, cons
       const std::uint8_t* kp = p > 0 ? keep + bh * Tn * ldp : nullptr;
       if (p > 0) {
         for (std::int64_t i = 0; i < Tn * ldp; ++i) dropped[i] = kp[i] ? P[i] * keep_scale : T(0);
-        PV = dropped.data();
+        PV = dropped;
       }
       // dv_h = dropout(P)^T dO_h ; dP = dO_h v_h^T (then through the dropout mask); keys past L get no gradient
       gemm(true, false, L, HS, Tn, T(1), PV, ldp, dout + ooff, C, T(0), dv + off, ld);
       for (std::int64_t j = L; j < Tn; ++j) std::fill(dv + off + j * ld, dv + off + j * ld + HS, T(0));
-      gemm(false, true, Tn, L, HS, T(1), dout + ooff, C, v + off, ld, T(0), dP.data(), ldp);
+      gemm(false, true, Tn, L, HS, T(1), dout + ooff, C, v + off, ld, T(0), dP, ldp);
       for (std::int64_t i = 0; i < Tn; ++i) {
-        T* row = dP.data() + i * ldp;
+        T* row = dP + i * ldp;
         if (p > 0)
           for (std::int64_t j = 0; j < L; ++j) row[j] = kp[i * ldp + j] ? row[j] * keep_scale : T(0);
         softmax_backward(P + i * ldp, row, row, 1, L); // dS (the mask is additive: no gradient)
       }
-      gemm(false, false, Tn, HS, L, scale, dP.data(), ldp, k + off, ld, T(0), dq + off, ld);
-      gemm(true, false, L, HS, Tn, scale, dP.data(), ldp, q + off, ld, T(0), dk + off, ld);
+      gemm(false, false, Tn, HS, L, scale, dP, ldp, k + off, ld, T(0), dq + off, ld);
+      gemm(true, false, L, HS, Tn, scale, dP, ldp, q + off, ld, T(0), dk + off, ld);
       for (std::int64_t j = L; j < Tn; ++j) std::fill(dk + off + j * ld, dk + off + j * ld + HS, T(0));
     }
   });

@@ -64,6 +64,55 @@ template <class T, class D> variable<T, D> select(const variable<T, D>& x, int d
   });
 }
 
+/// @brief the inputs stacked along dim 0 (equal trailing dims): (n0,...) ++ (n1,...) -> (n0+n1+...,...)
+/// @throws minibert::error if there are no inputs or their trailing dims differ
+template <class T, class D> variable<T, D> concat(const std::vector<variable<T, D>>& xs) {
+  MINIBERT_CHECK(!xs.empty(), "concat", "no inputs");
+  shape so = xs[0].shape();
+  std::vector<std::int64_t> rows;
+  std::int64_t total = 0;
+  for (const auto& x : xs) {
+    MINIBERT_CHECK(x.rank() == so.rank() && x.rank() >= 1, "concat", "input " << x.shape() << " vs " << xs[0].shape());
+    for (int k = 1; k < so.rank(); ++k)
+      MINIBERT_CHECK(x.shape()[k] == so[k], "concat", "input " << x.shape() << " vs " << xs[0].shape() << ": dim " << k);
+    rows.push_back(x.size(0));
+    total += x.size(0);
+  }
+  so[0] = total;
+  tensor<T, D> out = tensor<T, D>::empty(so);
+  const std::int64_t inner = total ? out.numel() / total : 0;
+  std::int64_t at = 0;
+  for (std::size_t i = 0; i < xs.size(); ++i) {
+    backend<D>::copy(xs[i].value().contiguous().data(), out.data() + at * inner, rows[i] * inner);
+    at += rows[i];
+  }
+  // the backward needs the inputs' nodes, not their values: make_result records them
+  if (!grad_enabled()) return variable<T, D>(std::move(out), false);
+  auto n = std::make_shared<node<T, D>>();
+  n->value = std::move(out);
+  n->op = "concat";
+  for (const auto& x : xs)
+    if (x.requires_grad()) n->requires_grad = true;
+  if (n->requires_grad) {
+    for (const auto& x : xs) n->inputs.push_back(x.node_ptr());
+    n->backward_fn = [rows, inner](const tensor<T, D>& g, node<T, D>& self) {
+      const tensor<T, D> gc = g.contiguous();
+      std::int64_t at = 0;
+      for (std::size_t i = 0; i < rows.size(); ++i) {
+        if (self.needs(i)) {
+          shape si = gc.shape();
+          si[0] = rows[i];
+          tensor<T, D> gi = tensor<T, D>::empty(si);
+          backend<D>::copy(gc.data() + at * inner, gi.data(), rows[i] * inner);
+          self.accumulate(i, std::move(gi));
+        }
+        at += rows[i];
+      }
+    };
+  }
+  return variable<T, D>(std::move(n));
+}
+
 /// @brief a packed copy (or x itself when already contiguous)
 template <class T, class D> variable<T, D> contiguous(const variable<T, D>& x) {
   if (x.value().is_contiguous()) return x;
