@@ -1,13 +1,18 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-/* CPU GEMM over row-major strided matrices, via Eigen's blocked GEMM (which threads itself with OpenMP).
-   C (M,N) = alpha * op(A) (M,K) * op(B) (K,N) + beta * C; batched form for attention-style products. */
+/* CPU GEMM over row-major strided matrices: C (M,N) = alpha * op(A) (M,K) * op(B) (K,N) + beta * C, and a
+   batched form for attention-style products. fp32 on AVX-512F builds runs minibert's own packed, blocked
+   GEMM (cpu/gemm_f32.hpp over cpu/gemm_kernel.hpp, threaded with OpenMP); everything else runs Eigen's GEMM. */
 
-#include <cstdint> // int64_t
+#include <cstdint>     // int64_t
+#include <type_traits> // is_same_v
 
 #include <Eigen/Core> // Map, Matrix, OuterStride
 
 #include <minibert/cpu/parallel.hpp>
+#if defined(__AVX512F__)
+#include <minibert/cpu/gemm_f32.hpp>
+#endif
 
 namespace minibert::cpu {
 
@@ -39,6 +44,12 @@ void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64
     if (beta == T(0)) c.setZero(); else c *= beta;
     return;
   }
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<T, float>) {
+    gemm_f32(gemm_args{trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc});
+    return;
+  }
+#endif
   const_map<T> a(A, trans_a ? K : M, trans_a ? M : K, Eigen::OuterStride<>(lda));
   const_map<T> b(B, trans_b ? N : K, trans_b ? K : N, Eigen::OuterStride<>(ldb));
   if (!trans_a && !trans_b) gemm_eigen(a, b, alpha, beta, c);

@@ -1,0 +1,228 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/* fp32 GEMM building blocks for AVX-512F CPUs in the BLIS / GotoBLAS layout (Van Zee & van de Geijn 2015,
+   "BLIS: A Framework for Rapidly Instantiating BLAS Functionality"): the blocking constants, the 12x32
+   register-blocked micro-kernel, and the packing of op(A) into MR-row panels and op(B) into NR-column
+   panels. The blocked, threaded driver is cpu/gemm_f32.hpp. Private to cpu/gemm.hpp. */
+
+#if !defined(__AVX512F__)
+#error "minibert/cpu/gemm_kernel.hpp needs AVX-512F; include <minibert/cpu/gemm.hpp>, which falls back to Eigen"
+#endif
+
+#include <algorithm> // min, max
+#include <cstdint>   // int64_t
+#include <utility>   // integer_sequence
+
+#include <immintrin.h> // AVX-512 intrinsics
+
+namespace minibert::cpu::detail {
+
+// ---------------------------------------------------------------------- blocking
+
+// Micro-tile MR x NR = 12 x 32: 24 zmm accumulators + 2 zmm of B + 1 broadcast of A = 27 of the 32 zmm
+// registers. Two FMA pipes with 4-cycle latency need >= 8 independent accumulators; 24 leaves headroom,
+// and each k step issues 24 FMAs against 2 vector loads + 12 broadcasts, well within two loads a cycle.
+// Measured on Zen 5 (2 x 512-bit FMA): 12x32, 14x32, 8x48 and 6x64 all reach ~99% of one core's peak
+// with packed operands; 12x32 wins on edges: 32 divides every BERT width (64, 128, 768, 2304, 3072) and
+// 12 = 3 groups of 4 rows suits the 4x4 transposes in pack_a. Row remainders (M % 12) get their own
+// kernel instance (MR = 1..11) instead of zero-padded rows, so no flops are wasted on them.
+inline constexpr int gemm_mr = 12;
+inline constexpr int gemm_nr = 32;
+
+// Cache blocking, for the 48 KiB L1d / 1 MiB L2 per core and 32 MiB shared L3 of the machine this was
+// tuned on (Zen 5). Loop nest: for each packed B block (nc columns x a k range, packed on demand), for each
+// unit of mc rows (shared out to the threads), for each chunk of 256 columns, for each k block (packing
+// that k block of A during the first chunk), for each B panel, for each A panel: micro-kernel.
+// kc = 384 (K is split into equal blocks of at most 384): the micro-kernel's B panel (kc x NR x 4 B =
+//   48 KiB) is reused by the 16 A panels of the unit from L1/L2; 768 splits into 2 x 384.
+// mc = 192 (16 A panels): one k block of packed A (mc x kc x 4 B = 288 KiB) stays in L2 while the chunk's
+//   B panels stream past it.
+// chunk = 8 B panels (256 columns): the C chunk (mc x 256 x 4 B = 192 KiB) stays in L2 through every k
+//   block, where a whole row strip of C (2.3 MiB at N = 3072) would return to L3 once per k block.
+// packed B block <= 2M floats (8 MiB): the block is re-read from L3 by every unit of rows, and the 32 MiB
+//   L3 is shared with A, C and (on this VM) other tenants' cores; measured 2-thread rates at K = 4096 and
+//   2048^3: 1M / 2M / 4M floats = ~415 / ~430 / ~410 GFLOP/s. A BERT-base weight (K x N up to
+//   768 x 3072 or 4096 x 768) is then 1 or 2 blocks along K, packed once for all of M.
+// Measured (1 thread, GFLOP/s per CPU-second; the machine is shared): mc in {48..192} x kc in {256..1024}
+// all land within +-3% at the BERT shapes; the chunking is worth +2-4% at N >= 2048 and neutral below.
+inline constexpr std::int64_t gemm_mc = 192;
+inline constexpr std::int64_t gemm_kc = 384;
+inline constexpr std::int64_t gemm_chunk_panels = 8;
+inline constexpr std::int64_t gemm_packed_b = std::int64_t(1) << 21;
+// B is packed in groups of 4 panels (128 columns, the block's whole k range), on demand: each k row of a
+// group is 512 contiguous bytes of a non-transposed B, long enough for the prefetchers; a chunk is 2 groups.
+inline constexpr std::int64_t gemm_pack_group = 4;
+
+// Below this many flops a GEMM stays on one thread: a parallel region costs a few microseconds,
+// about what one core does in 1-2 MFLOP at this speed.
+inline constexpr std::int64_t gemm_parallel_flops = std::int64_t(1) << 22;
+
+// ---------------------------------------------------------------------- micro-kernel
+
+inline __mmask16 gemm_tail_mask(std::int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
+
+// C[0:MR, 0:n] = alpha * (A_panel * B_panel) + beta * C, n <= 16*NV.
+// a: packed A panel, element (i,k) at a[k*MR + i]; b: packed B panel, element (k,j) at b[k*16*NV + j],
+// zero-padded to 16*NV columns (so the k loop needs no masks; only the C access is masked).
+// beta == 0 never reads C (it may hold NaNs).
+template <int MR, int NV>
+inline void gemm_micro_kernel(std::int64_t kc, const float* __restrict a, const float* __restrict b, float* c,
+                              std::int64_t ldc, std::int64_t n, float alpha, float beta) {
+  constexpr int ldb = 16 * NV;
+  __m512 acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
+  // C's rows are touched only after the k loop: start pulling them in now so the stores don't miss.
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    if (NV > 1) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + ldb - 1), _MM_HINT_T0);
+  }
+#pragma GCC unroll 4
+  for (std::int64_t k = 0; k < kc; ++k) {
+    __m512 bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = _mm512_load_ps(b + k * ldb + 16 * v);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const __m512 av = _mm512_set1_ps(a[k * MR + i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
+    }
+  }
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  const __mmask16 last = gemm_tail_mask(n - 16 * (NV - 1));
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      float* p = c + i * ldc + 16 * v;
+      const __mmask16 m = v == NV - 1 ? last : __mmask16(0xFFFF);
+      __m512 r = _mm512_mul_ps(va, acc[i][v]);
+      if (beta == 1.0f) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, p));
+      else if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, p), r);
+      _mm512_mask_storeu_ps(p, m, r);
+    }
+  }
+}
+
+using gemm_kernel_fn = void (*)(std::int64_t, const float*, const float*, float*, std::int64_t, std::int64_t, float,
+                                float);
+
+template <int... Ms> struct gemm_kernel_table {
+  static constexpr gemm_kernel_fn one[] = {&gemm_micro_kernel<Ms + 1, 1>...};
+  static constexpr gemm_kernel_fn two[] = {&gemm_micro_kernel<Ms + 1, 2>...};
+};
+template <int... Ms> gemm_kernel_table<Ms...> gemm_make_kernel_table(std::integer_sequence<int, Ms...>);
+using gemm_kernels = decltype(gemm_make_kernel_table(std::make_integer_sequence<int, gemm_mr>{}));
+
+// The kernel instance for an m-row, (16*nv)-column tile, 1 <= m <= MR, 1 <= nv <= 2.
+inline gemm_kernel_fn gemm_kernel_select(std::int64_t m, std::int64_t nv) {
+  return nv == 1 ? gemm_kernels::one[m - 1] : gemm_kernels::two[m - 1];
+}
+
+// ---------------------------------------------------------------------- packing
+
+// 4x4 transpose of rows s[0], s[lds], s[2 lds], s[3 lds] (4 floats each) into d[0], d[ldd], ... .
+inline void gemm_transpose_4x4(const float* s, std::int64_t lds, float* d, std::int64_t ldd) {
+  __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + lds), r2 = _mm_loadu_ps(s + 2 * lds),
+         r3 = _mm_loadu_ps(s + 3 * lds);
+  _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+  _mm_storeu_ps(d, r0);
+  _mm_storeu_ps(d + ldd, r1);
+  _mm_storeu_ps(d + 2 * ldd, r2);
+  _mm_storeu_ps(d + 3 * ldd, r3);
+}
+
+// The packing loops read their source once, usually from DRAM or L3 (activations written by the previous op
+// or weights not touched since the last step); one row segment per step is too little work to hide the
+// miss latency and the hardware prefetchers follow strided row segments poorly, so request the segment
+// gemm_pack_ahead rows ahead. Measured at 768x768x4096 (A^T B, both operands from DRAM), 2 threads:
+// 2 / 4 / 8 / 16 rows ahead = 414 / 410 / 421 / 435 GFLOP/s; shapes whose operands are in cache don't care.
+inline constexpr std::int64_t gemm_pack_ahead = 16;
+inline void gemm_prefetch_row(const float* p, std::int64_t n) {
+  for (std::int64_t j = 0; j < n; j += 16) _mm_prefetch(reinterpret_cast<const char*>(p + j), _MM_HINT_T0);
+}
+
+// Packs rows [0, w) of a source whose element (r,k) is at s[r*lds + k] ("row-contiguous": op(A) when A is
+// not transposed, op(B)^T when B is) into one panel: d[k*wp + r], rows w..wp-1 zero. 4x4 transposes keep
+// both the loads and the stores contiguous. The source usually comes from DRAM or L3 (activations written
+// by the previous op), so this is latency-bound, not shuffle-bound: walk one cache line (16 k) of all w
+// rows at a time, so w streams are in flight instead of 4, and prefetch each row 4 lines ahead.
+inline void gemm_pack_rows(std::int64_t w, std::int64_t wp, std::int64_t kc, const float* s, std::int64_t lds,
+                           float* d) {
+  const std::int64_t w4 = w / 4 * 4;
+  for (std::int64_t k0 = 0; k0 < kc; k0 += 16) {
+    const std::int64_t k1 = std::min(kc, k0 + 16), k4 = k0 + (k1 - k0) / 4 * 4;
+    for (std::int64_t r = 0; r < w; ++r) // (a prefetch past the end of the matrix is harmless: it never faults)
+      _mm_prefetch(reinterpret_cast<const char*>(s + r * lds + k0 + 64), _MM_HINT_T0);
+    for (std::int64_t r = 0; r < w4; r += 4) {
+      for (std::int64_t k = k0; k < k4; k += 4) gemm_transpose_4x4(s + r * lds + k, lds, d + k * wp + r, wp);
+      for (std::int64_t k = k4; k < k1; ++k)
+        for (std::int64_t q = 0; q < 4; ++q) d[k * wp + r + q] = s[(r + q) * lds + k];
+    }
+    for (std::int64_t r = w4; r < w; ++r)
+      for (std::int64_t k = k0; k < k1; ++k) d[k * wp + r] = s[r * lds + k];
+    for (std::int64_t r = w; r < wp; ++r)
+      for (std::int64_t k = k0; k < k1; ++k) d[k * wp + r] = 0.0f;
+  }
+}
+
+// Packs op(A)[i0 : i0+mc, p0 : p0+kc] into MR-row panels; panel q at ap + q*MR*kc holds
+// m = min(MR, mc - q*MR) rows, element (i,k) at [k*m + i] (remainder panels are compact: their kernel has MR = m).
+inline void gemm_pack_a(bool trans_a, std::int64_t mc, std::int64_t kc, const float* A, std::int64_t lda,
+                        std::int64_t i0, std::int64_t p0, float* ap) {
+  const std::int64_t panels = (mc + gemm_mr - 1) / gemm_mr;
+  if (trans_a) {
+    // A is (K,M): row k of the block is contiguous across all panels, so walk k outermost and read A
+    // sequentially (panel-by-panel would stride through kc rows of A once per panel).
+    for (std::int64_t k = 0; k < kc; ++k) {
+      const float* src = A + (p0 + k) * lda + i0;
+      gemm_prefetch_row(src + gemm_pack_ahead * lda, mc);
+      for (std::int64_t q = 0; q < panels; ++q) {
+        const std::int64_t m = std::min<std::int64_t>(gemm_mr, mc - q * gemm_mr);
+        const __mmask16 mask = gemm_tail_mask(m);
+        _mm512_mask_storeu_ps(ap + q * gemm_mr * kc + k * m, mask, _mm512_maskz_loadu_ps(mask, src + q * gemm_mr));
+      }
+    }
+    return;
+  }
+  for (std::int64_t q = 0; q < panels; ++q) {
+    const std::int64_t m = std::min<std::int64_t>(gemm_mr, mc - q * gemm_mr);
+    gemm_pack_rows(m, m, kc, A + (i0 + q * gemm_mr) * lda + p0, lda, ap + q * gemm_mr * kc);
+  }
+}
+
+// Packs op(B)[p0 : p0+kc, j0 + q*NR ...] for panels q in [q0, q1) of an nc-column block; panel q at
+// bp + q*NR*kc holds n = min(NR, nc - q*NR) columns padded with zeros to a multiple of 16, element (k,j) at [k*np + j].
+inline void gemm_pack_b(bool trans_b, std::int64_t nc, std::int64_t kc, const float* B, std::int64_t ldb,
+                        std::int64_t p0, std::int64_t j0, std::int64_t q0, std::int64_t q1, float* bp) {
+  if (!trans_b) {
+    // B is (K,N): walk k outermost so each row of B is read once, sequentially, across the panels.
+    for (std::int64_t k = 0; k < kc; ++k) {
+      const float* src = B + (p0 + k) * ldb + j0;
+      gemm_prefetch_row(src + gemm_pack_ahead * ldb + q0 * gemm_nr, std::min(nc, q1 * gemm_nr) - q0 * gemm_nr);
+      for (std::int64_t q = q0; q < q1; ++q) {
+        const std::int64_t n = std::min<std::int64_t>(gemm_nr, nc - q * gemm_nr), np = (n + 15) / 16 * 16;
+        float* d = bp + q * gemm_nr * kc + k * np;
+        const float* s = src + q * gemm_nr;
+        if (n == gemm_nr) {
+          _mm512_store_ps(d, _mm512_loadu_ps(s));
+          _mm512_store_ps(d + 16, _mm512_loadu_ps(s + 16));
+        } else {
+          for (std::int64_t r = 0; r < np; r += 16)
+            _mm512_store_ps(d + r, _mm512_maskz_loadu_ps(gemm_tail_mask(std::max<std::int64_t>(0, n - r)), s + r));
+        }
+      }
+    }
+    return;
+  }
+  for (std::int64_t q = q0; q < q1; ++q) {
+    const std::int64_t n = std::min<std::int64_t>(gemm_nr, nc - q * gemm_nr), np = (n + 15) / 16 * 16;
+    gemm_pack_rows(n, np, kc, B + (j0 + q * gemm_nr) * ldb + p0, ldb, bp + q * gemm_nr * kc);
+  }
+}
+
+} // namespace minibert::cpu::detail

@@ -1,0 +1,247 @@
+// SPDX-License-Identifier: MIT
+// cpu::gemm and cpu::gemm_batched against a naive double-precision loop: all four transpose combinations,
+// alpha in {1, 0.125}, beta in {0, 1, 0.5}, odd shapes with leading dimensions larger than the rows, C's
+// padding left untouched, beta = 0 ignoring NaNs already in C, strided batches, calls from inside an
+// OpenMP parallel region, and bitwise-reproducible results across repeated calls and thread counts.
+//
+// TOLERANCE. Each element of C is a dot product of length K; its rounding error is bounded by about
+// K eps_f32 sum_k |a_ik b_kj| in the worst case and ~sqrt(K) eps in practice. An element passes when
+//   |c - ref| <= rtol * (|alpha| sum_k |a_ik||b_kj| + |beta c0_ij|),  rtol = 1e-5 (fp32), 1e-12 (fp64),
+// i.e. relative to the magnitude of the terms summed, not to the (possibly cancelling) result. The
+// reference is computed in double from the exact fp32 inputs, so the error measured is the GEMM's alone.
+
+#include <cmath>   // abs, isfinite, nan
+#include <cstdint> // int64_t, uint64_t
+#include <cstdio>  // printf
+#include <limits>  // quiet_NaN
+#include <vector>  // vector
+
+#include <doctest/doctest.h>
+
+#include <minibert/cpu/gemm.hpp>
+#if defined(_OPENMP)
+#include <omp.h> // omp_get_max_threads, omp_set_num_threads, omp_get_thread_num
+#endif
+
+namespace {
+
+using i64 = std::int64_t;
+
+// splitmix64, uniform in [-1, 1)
+struct rng {
+  std::uint64_t s;
+  explicit rng(std::uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
+  double uniform() {
+    std::uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return -1.0 + 2.0 * double(z >> 11) * 0x1.0p-53;
+  }
+};
+
+template <class T> std::vector<T> random_vector(i64 n, std::uint64_t seed) {
+  rng r(seed);
+  std::vector<T> v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = T(r.uniform());
+  return v;
+}
+
+template <class T> constexpr double gemm_rtol = sizeof(T) == 4 ? 1e-5 : 1e-12;
+
+// One GEMM problem with padded leading dimensions (ld = cols + pad).
+struct problem {
+  bool ta, tb;
+  i64 M, N, K, pad;
+  i64 lda() const { return (ta ? M : K) + pad; }
+  i64 ldb() const { return (tb ? K : N) + pad + 1; }
+  i64 ldc() const { return N + pad + 2; }
+  i64 a_size() const { return (ta ? K : M) * lda(); }
+  i64 b_size() const { return (tb ? N : K) * ldb(); }
+  i64 c_size() const { return M * ldc(); }
+};
+
+// Naive op(A) op(B) in double: dot (M,N) and the sum of |terms| (M,N) for the tolerance.
+template <class T>
+void reference_product(const problem& p, const T* A, const T* B, std::vector<double>& dot, std::vector<double>& mag) {
+  dot.assign(std::size_t(p.M * p.N), 0.0);
+  mag.assign(std::size_t(p.M * p.N), 0.0);
+  for (i64 i = 0; i < p.M; ++i)
+    for (i64 j = 0; j < p.N; ++j) {
+      double s = 0, a = 0;
+      for (i64 k = 0; k < p.K; ++k) {
+        const double x = p.ta ? A[k * p.lda() + i] : A[i * p.lda() + k];
+        const double y = p.tb ? B[j * p.ldb() + k] : B[k * p.ldb() + j];
+        s += x * y;
+        a += std::abs(x * y);
+      }
+      dot[std::size_t(i * p.N + j)] = s;
+      mag[std::size_t(i * p.N + j)] = a;
+    }
+}
+
+// Checks C against alpha * dot + beta * C0 and that C's padding columns still hold C0's values.
+template <class T>
+void check_result(const problem& p, T alpha, T beta, const std::vector<T>& C0, const T* C,
+                  const std::vector<double>& dot, const std::vector<double>& mag) {
+  double worst = 0; // max |c - ref| / bound
+  i64 failures = 0, pad_changed = 0;
+  for (i64 i = 0; i < p.M; ++i) {
+    for (i64 j = 0; j < p.N; ++j) {
+      const std::size_t r = std::size_t(i * p.N + j);
+      const double c0 = C0[std::size_t(i * p.ldc() + j)];
+      const double ref = double(alpha) * dot[r] + (beta != T(0) ? double(beta) * c0 : 0.0);
+      const double bound =
+          gemm_rtol<T> * (std::abs(double(alpha)) * mag[r] + (beta != T(0) ? std::abs(double(beta) * c0) : 0.0)) +
+          1e-30;
+      const double err = std::abs(double(C[i * p.ldc() + j]) - ref);
+      if (!(err <= bound)) ++failures; // also catches NaN
+      if (err / bound > worst) worst = err / bound;
+    }
+    for (i64 j = p.N; j < p.ldc(); ++j)
+      if (C[i * p.ldc() + j] != C0[std::size_t(i * p.ldc() + j)]) ++pad_changed;
+  }
+  INFO("M=", p.M, " N=", p.N, " K=", p.K, " ta=", p.ta, " tb=", p.tb, " alpha=", alpha, " beta=", beta,
+       " worst err/bound=", worst);
+  CHECK(failures == 0);
+  CHECK(pad_changed == 0);
+}
+
+// Runs every alpha/beta combination for one problem (one reference product for all of them).
+template <class T> void check_problem(const problem& p, std::uint64_t seed) {
+  const std::vector<T> A = random_vector<T>(p.a_size(), seed), B = random_vector<T>(p.b_size(), seed + 1);
+  const std::vector<T> C0 = random_vector<T>(p.c_size(), seed + 2);
+  std::vector<double> dot, mag;
+  reference_product(p, A.data(), B.data(), dot, mag);
+  for (T beta : {T(0), T(1), T(0.5)})
+    for (T alpha : {T(1), T(0.125)}) {
+      std::vector<T> C = C0;
+      // beta = 0 must not read C: poison the part the GEMM overwrites (C0 keeps the padding's values).
+      if (beta == T(0))
+        for (i64 i = 0; i < p.M; ++i)
+          for (i64 j = 0; j < p.N; ++j) C[std::size_t(i * p.ldc() + j)] = std::numeric_limits<T>::quiet_NaN();
+      minibert::cpu::gemm<T>(p.ta, p.tb, p.M, p.N, p.K, alpha, A.data(), p.lda(), B.data(), p.ldb(), beta, C.data(),
+                             p.ldc());
+      check_result(p, alpha, beta, C0, C.data(), dot, mag);
+    }
+}
+
+struct dims {
+  i64 M, N, K, pad;
+};
+
+} // namespace
+
+TEST_CASE_TEMPLATE("gemm: 4 transposes x alpha {1, 0.125} x beta {0, 1, 0.5} against a double loop", T, float,
+                   double) {
+  // 128x128x64 with a wide ld is the attention shape (q, k read from a (T, 3C) projection); 300x200x770
+  // crosses the k-block size and runs threaded; 1x1x1 and the odd sizes hit every edge-tile kernel.
+  const dims shapes[] = {{1, 1, 1, 0}, {17, 33, 5, 3}, {63, 65, 129, 1}, {128, 128, 64, 2 * 128 + 64},
+                         {300, 200, 770, 5}};
+  std::uint64_t seed = 1;
+  for (const dims& d : shapes)
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        CAPTURE(d.M);
+        CAPTURE(d.N);
+        CAPTURE(d.K);
+        check_problem<T>(problem{ta != 0, tb != 0, d.M, d.N, d.K, d.pad}, seed += 3);
+      }
+}
+
+TEST_CASE("gemm: fp32 B larger than one packed block (split along N, along K), K = 0 and empty shapes") {
+  // The packed B block holds at most 2M floats: 5600 columns of one 384-deep k block do not fit (two
+  // column blocks), nor do 2050 x 2100 (three k ranges, accumulated onto C in order).
+  for (const dims& d : {dims{7, 5600, 384, 1}, dims{13, 2100, 2050, 1}}) {
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        const problem p{ta != 0, tb != 0, d.M, d.N, d.K, d.pad};
+        const std::vector<float> A = random_vector<float>(p.a_size(), 7), B = random_vector<float>(p.b_size(), 8);
+        const std::vector<float> C0 = random_vector<float>(p.c_size(), 9);
+        std::vector<double> dot, mag;
+        reference_product(p, A.data(), B.data(), dot, mag);
+        std::vector<float> C = C0;
+        minibert::cpu::gemm<float>(p.ta, p.tb, p.M, p.N, p.K, 0.5f, A.data(), p.lda(), B.data(), p.ldb(), 0.5f,
+                                   C.data(), p.ldc());
+        check_result(p, 0.5f, 0.5f, C0, C.data(), dot, mag);
+      }
+  }
+  // K = 0: C = beta C (beta = 0 zeroes it, even over NaNs); M = 0 or N = 0: nothing happens.
+  std::vector<float> C = {1.f, 2.f, 3.f, std::numeric_limits<float>::quiet_NaN()};
+  minibert::cpu::gemm<float>(false, false, 1, 2, 0, 1.f, nullptr, 1, nullptr, 2, 0.5f, C.data(), 2);
+  CHECK(C[0] == 0.5f);
+  CHECK(C[1] == 1.f);
+  minibert::cpu::gemm<float>(false, false, 1, 2, 0, 1.f, nullptr, 1, nullptr, 2, 0.f, C.data() + 2, 2);
+  CHECK(C[2] == 0.f);
+  CHECK(C[3] == 0.f);
+  minibert::cpu::gemm<float>(false, false, 0, 2, 3, 1.f, nullptr, 3, nullptr, 2, 0.f, C.data(), 2);
+  minibert::cpu::gemm<float>(false, false, 2, 0, 3, 1.f, nullptr, 3, nullptr, 2, 0.f, C.data(), 2);
+  CHECK(C[0] == 0.5f);
+}
+
+TEST_CASE("gemm_batched: strided batches, small (one per thread) and large (threaded inside)") {
+  struct batch_case {
+    bool ta, tb;
+    i64 M, N, K, batch;
+  };
+  // 24x40x17: per-thread path (flops < 2^24); 160x192x300: each product threaded inside gemm.
+  for (const batch_case& bc : {batch_case{false, true, 24, 40, 17, 7}, batch_case{true, false, 24, 40, 17, 5},
+                               batch_case{false, false, 160, 192, 300, 3}, batch_case{true, true, 160, 192, 300, 2}}) {
+    const problem p{bc.ta, bc.tb, bc.M, bc.N, bc.K, 3};
+    // strides larger than one matrix, so batches are not contiguous
+    const i64 sa = p.a_size() + 11, sb = p.b_size() + 5, sc = p.c_size() + 7;
+    const std::vector<float> A = random_vector<float>(sa * bc.batch, 21), B = random_vector<float>(sb * bc.batch, 22);
+    const std::vector<float> C0 = random_vector<float>(sc * bc.batch, 23);
+    std::vector<float> C = C0;
+    minibert::cpu::gemm_batched<float>(p.ta, p.tb, p.M, p.N, p.K, 0.125f, A.data(), p.lda(), sa, B.data(), p.ldb(), sb,
+                                       0.5f, C.data(), p.ldc(), sc, bc.batch);
+    for (i64 b = 0; b < bc.batch; ++b) {
+      std::vector<double> dot, mag;
+      reference_product(p, A.data() + b * sa, B.data() + b * sb, dot, mag);
+      const std::vector<float> c0(C0.begin() + b * sc, C0.begin() + b * sc + p.c_size());
+      CAPTURE(b);
+      check_result(p, 0.125f, 0.5f, c0, C.data() + b * sc, dot, mag);
+      // the gap between matrices is untouched
+      if (b + 1 < bc.batch)
+        for (i64 g = b * sc + p.c_size(); g < (b + 1) * sc; ++g) CHECK(C[std::size_t(g)] == C0[std::size_t(g)]);
+    }
+  }
+}
+
+TEST_CASE("gemm: called from inside an OpenMP parallel region (as attention does)") {
+  const problem p{false, true, 128, 64, 96, 64};
+  const std::vector<float> A = random_vector<float>(p.a_size(), 31), B = random_vector<float>(p.b_size(), 32);
+  const std::vector<float> C0 = random_vector<float>(p.c_size(), 33);
+  std::vector<double> dot, mag;
+  reference_product(p, A.data(), B.data(), dot, mag);
+  const int copies = 4;
+  std::vector<std::vector<float>> C(copies, C0);
+#if defined(_OPENMP)
+#pragma omp parallel for schedule(static, 1) num_threads(2)
+#endif
+  for (int t = 0; t < copies; ++t)
+    minibert::cpu::gemm<float>(p.ta, p.tb, p.M, p.N, p.K, 1.f, A.data(), p.lda(), B.data(), p.ldb(), 0.f,
+                               C[std::size_t(t)].data(), p.ldc());
+  for (int t = 0; t < copies; ++t) check_result(p, 1.f, 0.f, C0, C[std::size_t(t)].data(), dot, mag);
+}
+
+TEST_CASE("gemm: fp32 results are bitwise reproducible across calls and thread counts") {
+  // Every element of C is summed by one thread in a fixed k order, whatever the thread count or schedule.
+  const problem p{false, true, 515, 300, 800, 0};
+  const std::vector<float> A = random_vector<float>(p.a_size(), 41), B = random_vector<float>(p.b_size(), 42);
+  auto run = [&] {
+    std::vector<float> C(std::size_t(p.c_size()));
+    minibert::cpu::gemm<float>(p.ta, p.tb, p.M, p.N, p.K, 1.f, A.data(), p.lda(), B.data(), p.ldb(), 0.f, C.data(),
+                               p.ldc());
+    return C;
+  };
+  const std::vector<float> first = run();
+  CHECK(run() == first);
+#if defined(_OPENMP) && defined(__AVX512F__) // the Eigen fallback makes no cross-thread-count promise
+  const int threads = omp_get_max_threads();
+  omp_set_num_threads(1);
+  const std::vector<float> single = run();
+  omp_set_num_threads(threads);
+  CHECK(single == first);
+#endif
+}
