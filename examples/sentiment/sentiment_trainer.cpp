@@ -6,11 +6,12 @@
 //   sentiment_trainer predict  --model DIR --input FILE [--output FILE]
 //   sentiment_trainer compare  RUN_DIR... [--output-dir DIR]
 #include <minibert/bert.hpp>
+#include <minibert/detail/py_repr.hpp>
 #include <minibert/hub.hpp>
 #include <minibert/report.hpp>
 #include <minibert/training/trainer.hpp>
 
-#include <charconv>   // to_chars (shortest round-trip floats)
+#include <charconv>   // to_chars (predict's floats)
 #include <cmath>      // exp
 #include <cstdio>     // printf
 #include <filesystem> // path, copy_file
@@ -38,10 +39,13 @@ commands:
 // transformers' model files copied beside a saved model, so the output directory is a complete HF model
 constexpr const char* tokenizer_files[] = {"vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"};
 
-std::string shortest(double v) {
+// floats as Python prints them (transformers' log_metrics output)
+std::string shortest(double v) { return detail::py_float_repr(v); }
+
+// a float32 value with the fewest digits that read back as the same float (predict's full precision)
+std::string float_text(float v) {
   char buf[32];
-  auto r = std::to_chars(buf, buf + sizeof(buf), v);
-  return std::string(buf, r.ptr);
+  return std::string(buf, std::to_chars(buf, buf + sizeof(buf), v).ptr);
 }
 
 // "***** eval metrics *****" block as transformers' Trainer.log_metrics prints it
@@ -272,7 +276,12 @@ int cmd_train(int argc, char** argv) {
   std::cout << "\n| split | loss | accuracy | precision | recall | F1 | runtime (s) | samples/s |\n|---|---|---|---|---|---|---|---|\n";
   for (auto& [name, m] : finals) {
     const std::string p = name == "test" ? "test" : "eval";
-    auto g = [&](const char* k) { return m.contains(p + "_" + k) ? shortest(m[p + "_" + k].get<double>()) : std::string("-"); };
+    auto g = [&](const char* k) {
+      if (!m.contains(p + "_" + k)) return std::string("-");
+      char buf[32];
+      std::snprintf(buf, sizeof(buf), "%.4f", m[p + "_" + k].get<double>());
+      return std::string(buf);
+    };
     std::cout << "| " << name << " | " << g("loss") << " | " << g("accuracy") << " | " << g("precision") << " | "
               << g("recall") << " | " << g("f1") << " | " << g("runtime") << " | " << g("samples_per_second") << " |\n";
   }
@@ -350,9 +359,9 @@ int cmd_predict(int argc, char** argv) {
     for (std::size_t k = 0; k < z.size(); ++k) sum += (p[k] = std::exp(z[k] - mx));
     os << "{\"label\": " << r.predictions[i] << ", \"label_name\": " << nlohmann::json(names[r.predictions[i]]).dump()
        << ", \"probs\": [";
-    for (std::size_t k = 0; k < p.size(); ++k) os << (k ? ", " : "") << shortest(float(p[k] / sum));
+    for (std::size_t k = 0; k < p.size(); ++k) os << (k ? ", " : "") << float_text(float(p[k] / sum));
     os << "], \"logits\": [";
-    for (std::size_t k = 0; k < z.size(); ++k) os << (k ? ", " : "") << shortest(float(z[k]));
+    for (std::size_t k = 0; k < z.size(); ++k) os << (k ? ", " : "") << float_text(float(z[k]));
     os << "]}\n";
   }
   if (c.has("output")) atomic_write_bytes(c.str("output"), os.str());

@@ -7,7 +7,6 @@
    stopping. Metrics and log entries carry transformers' names; trainer_state.json has its format. */
 
 #include <algorithm>  // max_element, sort
-#include <charconv>   // to_chars (log number format)
 #include <chrono>     // steady_clock
 #include <cmath>      // isfinite, round
 #include <cstdint>    // int64_t
@@ -23,6 +22,7 @@
 
 #include <minibert/cpu/parallel.hpp>
 #include <minibert/data.hpp>
+#include <minibert/detail/py_repr.hpp>
 #include <minibert/heads.hpp>
 #include <minibert/io/atomic_file.hpp>
 #include <minibert/io/checkpoint.hpp>
@@ -82,9 +82,7 @@ private:
     for (const char* k : order) {
       if (!e.contains(k)) continue;
       const auto& v = e[k];
-      char buf[32];
-      std::string text = v.dump();
-      if (v.is_number_float()) text.assign(buf, std::to_chars(buf, buf + sizeof(buf), v.get<double>()).ptr);
+      const std::string text = v.is_number_float() ? detail::py_float_repr(v.get<double>()) : v.dump();
       log_ << (first ? "" : ", ") << "'" << k << "': " << text;
       first = false;
     }
