@@ -17,6 +17,7 @@
 #include <filesystem> // path, copy_file
 #include <fstream>    // ifstream
 #include <iostream>   // cout, cerr
+#include <optional>   // optional (tokenizer loaded after the model)
 #include <sstream>    // ostringstream
 #include <string>     // string
 
@@ -89,9 +90,32 @@ void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
     if (fs::exists(dir / f)) fs::copy_file(dir / f, to / f, fs::copy_options::overwrite_existing);
 }
 
-std::unique_ptr<bert_for_sequence_classification<float>> load_classifier(const fs::path& dir) {
+// evaluate and predict: a saved model, its tokenizer, and the evaluation settings from the shared flags
+struct inference_setup {
+  fs::path dir;
+  std::unique_ptr<bert_for_sequence_classification<float>> model;
+  std::optional<tokenizer> tok;
+  training_args args;
+};
+
+void add_inference_flags(sentiment::cli& c) {
+  c.option("batch-size", "batch size", "64")
+      .option("max-seq-length", "truncate inputs to this many tokens", "128")
+      .option("threads", "CPU threads (0: all cores)", "0");
+  add_data_flags(c);
+}
+
+inference_setup load_for_inference(const sentiment::cli& c) {
+  inference_setup s;
+  s.dir = resolve_model_path(c.str("model"));
   generator gen(0);
-  return from_pretrained<bert_for_sequence_classification<float>>(dir, gen, &std::cerr);
+  s.model = from_pretrained<bert_for_sequence_classification<float>>(s.dir, gen, &std::cerr);
+  s.tok.emplace(tokenizer::from_pretrained(s.dir));
+  s.args.output_dir = s.dir.string();
+  s.args.eval_batch_size = c.integer("batch-size");
+  s.args.max_seq_length = c.integer("max-seq-length");
+  s.args.threads = int(c.integer("threads"));
+  return s;
 }
 
 // ------------------------------------------------------------------------------------------------ train
@@ -295,25 +319,15 @@ int cmd_evaluate(int argc, char** argv) {
   sentiment::cli c("evaluate", "Evaluate a fine-tuned model on labeled data: prints the metrics and writes them as JSON.");
   c.option("model", "model directory (config.json, model.safetensors, tokenizer files)", "", true)
       .option("data", "labeled data (TSV, CSV or JSONL)", "", true)
-      .option("output", "metrics JSON file (default: <model>/evaluate_results.json)")
-      .option("batch-size", "evaluation batch size", "64")
-      .option("max-seq-length", "truncate inputs to this many tokens", "128")
-      .option("threads", "CPU threads (0: all cores)", "0");
-  add_data_flags(c);
+      .option("output", "metrics JSON file (default: <model>/evaluate_results.json)");
+  add_inference_flags(c);
   if (!c.parse(argc, argv, 2, std::cout)) return 0;
-  const fs::path dir = resolve_model_path(c.str("model"));
-  auto model = load_classifier(dir);
-  const tokenizer tok = tokenizer::from_pretrained(dir);
-  const dataset data = read_dataset(c.str("data"), data_options(c, model->config().id2label, true));
-  training_args a;
-  a.output_dir = dir.string();
-  a.eval_batch_size = c.integer("batch-size");
-  a.max_seq_length = c.integer("max-seq-length");
-  a.threads = int(c.integer("threads"));
-  trainer<float> t(*model, tok, a, std::cout);
+  inference_setup m = load_for_inference(c);
+  const dataset data = read_dataset(c.str("data"), data_options(c, m.model->config().id2label, true));
+  trainer<float> t(*m.model, *m.tok, m.args, std::cout);
   const prediction_output r = t.evaluate(data, "eval");
   print_metrics("eval", numbers_only(r.metrics));
-  const fs::path out = c.has("output") ? fs::path(c.str("output")) : dir / "evaluate_results.json";
+  const fs::path out = c.has("output") ? fs::path(c.str("output")) : m.dir / "evaluate_results.json";
   atomic_write_bytes(out, r.metrics.dump(4) + "\n");
   std::cout << "Metrics written to " << out.string() << "\n";
   return 0;
@@ -327,30 +341,20 @@ int cmd_predict(int argc, char** argv) {
                               "{\"label\": ID, \"label_name\": NAME, \"probs\": [...], \"logits\": [...]}");
   c.option("model", "model directory", "", true)
       .option("input", "TSV, CSV or JSONL file", "", true)
-      .option("output", "JSON-lines file (default: standard output)")
-      .option("batch-size", "batch size", "64")
-      .option("max-seq-length", "truncate inputs to this many tokens", "128")
-      .option("threads", "CPU threads (0: all cores)", "0");
-  add_data_flags(c);
+      .option("output", "JSON-lines file (default: standard output)");
+  add_inference_flags(c);
   if (!c.parse(argc, argv, 2, std::cout)) return 0;
-  const fs::path dir = resolve_model_path(c.str("model"));
-  auto model = load_classifier(dir);
-  const tokenizer tok = tokenizer::from_pretrained(dir);
-  read_options o = data_options(c, model->config().id2label, false);
+  inference_setup m = load_for_inference(c);
+  read_options o = data_options(c, m.model->config().id2label, false);
   o.label_column = c.has("label-column") ? c.str("label-column") : "";
   dataset data = read_dataset(c.str("input"), o);
   for (auto& e : data.examples) e.label = -1; // labels are ignored
   data.has_labels = false;
-  training_args a;
-  a.output_dir = dir.string();
-  a.eval_batch_size = c.integer("batch-size");
-  a.max_seq_length = c.integer("max-seq-length");
-  a.threads = int(c.integer("threads"));
   std::ostringstream quiet;
-  trainer<float> t(*model, tok, a, quiet);
+  trainer<float> t(*m.model, *m.tok, m.args, quiet);
   const prediction_output r = t.evaluate(data, "predict");
   std::ostringstream os;
-  const auto& names = model->config().id2label;
+  const auto& names = m.model->config().id2label;
   for (std::size_t i = 0; i < r.logits.size(); ++i) {
     const auto& z = r.logits[i];
     double mx = z[0], sum = 0;
