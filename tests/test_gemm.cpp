@@ -2,7 +2,7 @@
 // cpu::gemm and cpu::gemm_batched against a naive double-precision loop: all four transpose combinations,
 // alpha in {1, 0.125}, beta in {0, 1, 0.5}, odd shapes with leading dimensions larger than the rows, C's
 // padding left untouched, beta = 0 ignoring NaNs already in C, strided batches, calls from inside an
-// OpenMP parallel region, and bitwise-reproducible results across repeated calls and thread counts.
+// OpenMP parallel region, and bitwise-reproducible results across repeated calls, thread counts and sizes.
 //
 // TOLERANCE. Each element of C is a dot product of length K; its rounding error is bounded by about
 // K eps_f32 sum_k |a_ik b_kj| in the worst case and ~sqrt(K) eps in practice. An element passes when
@@ -149,10 +149,10 @@ TEST_CASE_TEMPLATE("gemm: 4 transposes x alpha {1, 0.125} x beta {0, 1, 0.5} aga
       }
 }
 
-TEST_CASE("gemm: fp32 B larger than one packed block (split along N, along K), K = 0 and empty shapes") {
-  // The packed B block holds at most 2M floats: 5600 columns of one 384-deep k block do not fit (two
-  // column blocks), nor do 2050 x 2100 (three k ranges, accumulated onto C in order).
-  for (const dims& d : {dims{7, 5600, 384, 1}, dims{13, 2100, 2050, 1}}) {
+TEST_CASE("gemm: fp32 B larger than one packed block (split along N, K or both), K = 0 and empty shapes") {
+  // A packed B block holds at most 2M floats: 384 x 5600 is packed as 2 column blocks, 4000 x 700 as 2 k
+  // ranges (accumulated onto C in order), 3000 x 3000 as 2 column blocks x 3 k ranges.
+  for (const dims& d : {dims{7, 5600, 384, 1}, dims{13, 700, 4000, 1}, dims{5, 3000, 3000, 2}}) {
     for (int ta = 0; ta < 2; ++ta)
       for (int tb = 0; tb < 2; ++tb) {
         const problem p{ta != 0, tb != 0, d.M, d.N, d.K, d.pad};
@@ -225,8 +225,9 @@ TEST_CASE("gemm: called from inside an OpenMP parallel region (as attention does
   for (int t = 0; t < copies; ++t) check_result(p, 1.f, 0.f, C0, C[std::size_t(t)].data(), dot, mag);
 }
 
-TEST_CASE("gemm: fp32 results are bitwise reproducible across calls and thread counts") {
-  // Every element of C is summed by one thread in a fixed k order, whatever the thread count or schedule.
+TEST_CASE("gemm: fp32 results are bitwise reproducible across calls, thread counts and matrix sizes") {
+  // Every element of C is summed by one thread in a fixed k order that depends on K alone, whatever the
+  // thread count, the schedule, or how M and N are blocked.
   const problem p{false, true, 515, 300, 800, 0};
   const std::vector<float> A = random_vector<float>(p.a_size(), 41), B = random_vector<float>(p.b_size(), 42);
   auto run = [&] {
@@ -237,7 +238,17 @@ TEST_CASE("gemm: fp32 results are bitwise reproducible across calls and thread c
   };
   const std::vector<float> first = run();
   CHECK(run() == first);
-#if defined(_OPENMP) && defined(__AVX512F__) // the Eigen fallback makes no cross-thread-count promise
+#if defined(__AVX512F__) // the Eigen fallback makes no promise across sizes or thread counts
+  // a 100 x 64 corner of the same product, computed on its own (other units, other blocking of M and N)
+  std::vector<float> corner(100 * 64);
+  minibert::cpu::gemm<float>(p.ta, p.tb, 100, 64, p.K, 1.f, A.data(), p.lda(), B.data(), p.ldb(), 0.f, corner.data(),
+                             64);
+  i64 differ = 0;
+  for (i64 i = 0; i < 100; ++i)
+    for (i64 j = 0; j < 64; ++j) differ += corner[std::size_t(i * 64 + j)] != first[std::size_t(i * p.ldc() + j)];
+  CHECK(differ == 0);
+#endif
+#if defined(_OPENMP) && defined(__AVX512F__)
   const int threads = omp_get_max_threads();
   omp_set_num_threads(1);
   const std::vector<float> single = run();

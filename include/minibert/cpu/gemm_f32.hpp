@@ -40,8 +40,8 @@ struct gemm_buffer {
   float* reserve(std::size_t n) {
     if (n > capacity) {
       std::free(data);
-      // Large buffers (the packed B block is up to 16 MiB) are 2 MiB-aligned and asked to be backed by
-      // huge pages where THP is in madvise mode: a 4 KiB-page packed B block spans more pages than the L2 TLB maps.
+      // Large buffers (the packed B block is up to 8 MiB) are 2 MiB-aligned and asked to be backed by huge
+      // pages where THP is in madvise mode: with 4 KiB pages a packed B block spans thousands of TLB entries.
       const std::size_t align = n * sizeof(float) >= (std::size_t(1) << 21) ? std::size_t(1) << 21 : 64;
       const std::size_t bytes = (n * sizeof(float) + align - 1) / align * align;
       data = static_cast<float*>(std::aligned_alloc(align, bytes));
@@ -108,29 +108,52 @@ inline int gemm_threads(std::int64_t M, std::int64_t N, std::int64_t K) {
 #endif
 }
 
-// The parallel work: a grid of units (rows [i0, i0 + rows) x B panels [q0, q0 + panels)) over one packed
-// column block of B. Units are handed out dynamically, so a thread slowed by other processes on the same
-// cores takes fewer; each unit computes its C tile completely (all of K, in the same order) whichever
+// The parallel work: a grid of units (row_units bands of MR-row panels x col_units bands of B panels) over
+// one packed B block. Units are handed out dynamically, so a thread slowed by other processes on the same
+// cores takes fewer; each unit computes its C tile completely (the block's k range, in order) whichever
 // thread runs it, so results are bitwise the same for any thread count and schedule.
 struct gemm_units {
-  std::int64_t rows = 0, panels = 0; // unit size: rows (a multiple of MR, <= mc) and B panels
+  std::int64_t mp = 0, np = 0; // row panels (of MR rows) and B panels in all
+  // bands: unit (r, c) has row panels [r mp / row_units, (r+1) mp / row_units), likewise B panels
   std::int64_t row_units = 1, col_units = 1;
   std::int64_t count() const { return row_units * col_units; }
+  // unit -> rows [i0, i1) of C and B panels [q0, q1)
+  void bounds(std::int64_t unit, std::int64_t M, std::int64_t& i0, std::int64_t& i1, std::int64_t& q0,
+              std::int64_t& q1) const {
+    const std::int64_t r = unit / col_units, c = unit % col_units;
+    i0 = r * mp / row_units * gemm_mr;
+    i1 = std::min(M, (r + 1) * mp / row_units * gemm_mr);
+    q0 = c * np / col_units;
+    q1 = (c + 1) * np / col_units;
+  }
 };
 
 inline gemm_units gemm_plan_units(std::int64_t M, std::int64_t npanels, int threads) {
-  // About 4 units per thread balance well against a co-scheduled process without shrinking mc much;
-  // one thread takes the largest units (each unit streams the packed B block once more).
-  const std::int64_t target = threads == 1 ? 1 : 4 * std::int64_t(threads);
-  const std::int64_t mp = (M + gemm_mr - 1) / gemm_mr;
   gemm_units u;
-  const std::int64_t per = std::clamp<std::int64_t>((mp + target - 1) / target, 1, gemm_mc / gemm_mr);
-  u.rows = per * gemm_mr;
-  u.row_units = (mp + per - 1) / per;
-  // Few row units (small M): split the B panels too; each column unit then repacks its rows of A, cheap at small M.
-  u.col_units = threads > 1 && u.row_units < target ? std::min(npanels, (target + u.row_units - 1) / u.row_units) : 1;
-  u.panels = (npanels + u.col_units - 1) / u.col_units;
-  u.col_units = (npanels + u.panels - 1) / u.panels;
+  u.mp = (M + gemm_mr - 1) / gemm_mr;
+  u.np = npanels;
+  // At least 4 units per thread (balance against a co-scheduled process), at most mc rows each, a multiple
+  // of the thread count, in bands of equal size (+-1 panel): 2048 rows as 11 units of <= 16 panels leave
+  // one thread idle for the last unit; 12 units of 14-15 panels don't (2048^3: 430 -> 455 GFLOP/s). One
+  // thread takes the largest units. Among such grids, take the one moving the least data: each row band
+  // streams the packed B block once more (row_units x nc floats per k), each column band packs its rows
+  // of A once more (col_units x M per k, weighted 2x: packing is read, transpose and write). 768 rows x
+  // 768 or 1536 columns (the dW GEMMs) then run as 4 x 2 units, not 8 x 1 (measured +6-10%).
+  const std::int64_t t = threads, target = threads == 1 ? 1 : 4 * t;
+  const std::int64_t min_rows = (u.mp + gemm_mc / gemm_mr - 1) / (gemm_mc / gemm_mr);
+  double best = -1;
+  for (std::int64_t c = 1; c <= std::min(npanels, target); ++c) {
+    std::int64_t r = std::max(min_rows, (target + c - 1) / c);
+    while (r < u.mp && (r * c) % t != 0) ++r;
+    r = std::min(r, u.mp);
+    if (r * c < std::min(target, u.mp * npanels)) continue; // too few units (M small): more column bands
+    const double cost = double(r) * double(npanels * gemm_nr) + 2.0 * double(c) * double(M);
+    if (best < 0 || cost < best) {
+      best = cost;
+      u.row_units = r;
+      u.col_units = c;
+    }
+  }
   return u;
 }
 
@@ -237,8 +260,9 @@ inline void gemm_f32_team(const gemm_args& g, gemm_team* team, gemm_phase* phase
       const gemm_b_block pb{&g, j0, nc, npanels, s0, std::min(g.K, s0 + g.ks), bp, state, team != nullptr};
       state += (npanels + gemm_pack_group - 1) / gemm_pack_group;
       auto run = [&](std::int64_t unit) {
-        const std::int64_t i0 = unit / u.col_units * u.rows, q0 = unit % u.col_units * u.panels;
-        gemm_unit(pb, i0, std::min(u.rows, g.M - i0), q0, std::min(npanels, q0 + u.panels), ap);
+        std::int64_t i0, i1, q0, q1;
+        u.bounds(unit, g.M, i0, i1, q0, q1);
+        gemm_unit(pb, i0, i1 - i0, q0, q1, ap);
       };
       if (!team) {
         for (std::int64_t unit = 0; unit < u.count(); ++unit) run(unit);
@@ -261,6 +285,29 @@ inline std::atomic<int>* gemm_group_states(std::size_t n) {
   return states.get();
 }
 
+// Splits op(B) (K x N) into packed blocks of at most gemm_packed_b floats (ks x nc), each read back from L3
+// rather than DRAM: cols column blocks (nc = N / cols, whole panels) times ranges k ranges (ks = whole k
+// blocks). Each extra column block repacks all of A (read and write M x K); each extra k range makes one
+// more pass over C (read and write M x N); take the split with the least of that traffic. BERT-base:
+// 4096x3072x768 splits N in 2 (a K split would stream its 50 MB C twice), 768x768x4096 splits K in 2.
+inline void gemm_plan_b_blocks(gemm_args& g, std::int64_t kblocks) {
+  const std::int64_t npanels = (g.N + gemm_nr - 1) / gemm_nr;
+  double best = -1;
+  for (std::int64_t cols = 1; cols <= npanels; ++cols) {
+    const std::int64_t nc = (npanels + cols - 1) / cols * gemm_nr;
+    const std::int64_t per_range = gemm_packed_b / (g.kc * nc); // whole k blocks per range (>= 1 at nc = NR)
+    if (per_range < 1) continue;
+    const std::int64_t ranges = (kblocks + per_range - 1) / per_range;
+    const double traffic = double(g.M) * (double(cols - 1) * double(g.K) + double(ranges - 1) * double(g.N));
+    if (best < 0 || traffic < best) {
+      best = traffic;
+      g.nc = nc;
+      g.ks = (kblocks + ranges - 1) / ranges * g.kc; // k blocks split evenly over the ranges
+    }
+    if (ranges == 1) break; // more column blocks would only add traffic
+  }
+}
+
 // C = alpha op(A) op(B) + beta C for M, N, K >= 1 (the caller handles the empty cases).
 inline void gemm_f32(gemm_args g) {
   const int threads = gemm_threads(g.M, g.N, g.K);
@@ -268,13 +315,7 @@ inline void gemm_f32(gemm_args g) {
   // whose short block would pay the C update and the kernel's prologue for a third of the work.
   const std::int64_t kblocks = (g.K + gemm_kc - 1) / gemm_kc;
   g.kc = std::min(g.K, ((g.K + kblocks - 1) / kblocks + 7) / 8 * 8);
-  // Packed B blocks of at most gemm_packed_b floats (ks x nc), so each is read back from L3, not DRAM:
-  // all of N if one k block of it fits, then as many whole k blocks as fit, K split evenly.
-  const std::int64_t npanels_all = (g.N + gemm_nr - 1) / gemm_nr;
-  g.nc = std::clamp<std::int64_t>(gemm_packed_b / g.kc / gemm_nr, 1, npanels_all) * gemm_nr;
-  const std::int64_t per_block = std::max<std::int64_t>(1, gemm_packed_b / (g.kc * g.nc));
-  const std::int64_t kranges = (kblocks + per_block - 1) / per_block;
-  g.ks = (kblocks + kranges - 1) / kranges * g.kc;
+  gemm_plan_b_blocks(g, kblocks);
   // Scratch: the packed B block, then one mc x ks A buffer per thread. nc is a multiple of 32, so each
   // part starts 64-byte aligned.
   const std::int64_t ks = std::min(g.ks, g.K);
