@@ -22,7 +22,7 @@
 
 #include <Eigen/Core> // Map, Matrix, OuterStride
 
-#include <minibert/bert.hpp> // set_num_threads, num_threads
+#include <minibert/cpu/parallel.hpp> // num_threads
 #include <minibert/cpu/gemm.hpp>
 
 namespace {
