@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: MIT
-"""PyTorch side of bench_bert.cpp: the same bert-base BertForSequenceClassification (tests/python/bert_reference.py,
-a port of transformers' modeling_bert.py), same batch, 2 threads; prints samples/s and peak RSS (MB) as JSON.
+"""PyTorch side of bench_bert.cpp: the same bert-base BertForSequenceClassification (transformers' own class, built by
+tests/python/bert_reference.py), same batch, 2 threads; prints samples/s and peak RSS (MB) as JSON.
 Strongest honest configuration on these machines: OpenBLAS's OpenMP flavour, torch.inference_mode() for inference,
 and OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (they force an older kernel; run_bert_bench.sh unsets them).
 

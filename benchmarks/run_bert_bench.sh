@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-bench}
-py=/usr/bin/python3
+py=${MINIBERT_PYTHON:-.venv/bin/python}  # the venv of scripts/install_deps.sh (transformers over Debian torch)
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $py -c \

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// BERT against PyTorch, live: tests/python/bert_reference.py (a port of transformers' modeling_bert.py on
-// Debian's torch) writes a random checkpoint in the Hugging Face layout and its logits, loss and every parameter's
-// gradient; minibert loads the checkpoint and must give the same numbers.
+// BERT against Hugging Face transformers, live: tests/python/bert_reference.py builds transformers' own
+// BertForSequenceClassification / BertForMaskedLM (the pinned PyPI transformers over Debian's torch) from a config,
+// saves it with transformers' save_pretrained (model.safetensors and pytorch_model.bin) and writes its logits, loss
+// and every parameter's gradient; minibert loads the saved directory and must give the same numbers.
 //
 // Tolerances (|x - ref| <= atol + rtol * |ref|, per element):
 //   fp64: rtol 1e-9, atol 1e-12 (both sides compute in double; differences are summation order only)
@@ -176,7 +177,7 @@ template <class T> using seq_cls = bert_for_sequence_classification<T>;
 
 } // namespace
 
-TEST_CASE("sequence classification matches PyTorch: logits, loss and every gradient (fp32 and fp64)") {
+TEST_CASE("sequence classification matches transformers: logits, loss and every gradient (fp32 and fp64)") {
   const batch b = real_sentences(4, 12);
   const nlohmann::json labels = {0, 1, 1, 0};
   const tensor<std::int32_t> lab = tensor<std::int32_t>::from({0, 1, 1, 0}, {4});
@@ -227,7 +228,7 @@ TEST_CASE("the parity check fails when one weight or the mask is perturbed") {
   }
 }
 
-TEST_CASE("masked LM (tied decoder, gelu_new) matches PyTorch") {
+TEST_CASE("masked LM (tied decoder, gelu_new) matches transformers") {
   const batch b = real_sentences(3, 10);
   nlohmann::json labels = nlohmann::json::array();
   std::vector<std::int32_t> flat;
@@ -247,7 +248,7 @@ TEST_CASE("masked LM (tied decoder, gelu_new) matches PyTorch") {
   compare_all(*m, r, checkpoint::open(dir / "reference.safetensors"), {1e-9, 1e-12}, {1e-9, 1e-12});
 }
 
-TEST_CASE("regression (MSE) and multi-label (BCE) heads match PyTorch") {
+TEST_CASE("regression (MSE) and multi-label (BCE) heads match transformers") {
   const batch b = real_sentences(4, 8);
   generator gen(5);
   SUBCASE("regression, num_labels 1") {

@@ -122,3 +122,18 @@ TEST_CASE("hub: a model that is not cached is an error in minibert and in huggin
   CHECK_THROWS_WITH_AS(minibert::resolve_model_path(id),
                        doctest::Contains("models--no-such-org--no-such-model"), minibert::error);
 }
+
+TEST_CASE("hub: a path that is neither a directory nor a hub id says so") {
+  CHECK(minibert::is_hub_repo_id("bert-base-uncased"));
+  CHECK(minibert::is_hub_repo_id("sentence-transformers/all-MiniLM-L6-v2"));
+  CHECK_FALSE(minibert::is_hub_repo_id("/abs/path/model"));
+  CHECK_FALSE(minibert::is_hub_repo_id("./model"));
+  CHECK_FALSE(minibert::is_hub_repo_id("a--b/c"));
+  CHECK_FALSE(minibert::is_hub_repo_id("org/name/extra"));
+  CHECK_THROWS_WITH_AS(minibert::resolve_model_path("/no/such/model/dir"),
+                       "[minibert.hub] '/no/such/model/dir' is not a model directory (no such directory) and not a hub "
+                       "id (\"name\" or \"org/name\")",
+                       minibert::error);
+  CHECK_THROWS_WITH_AS(minibert::resolve_model_path(MINIBERT_TEST_SOURCE_DIR "/test_hub.cpp"),
+                       doctest::Contains("(it is a file)"), minibert::error);
+}

@@ -231,7 +231,10 @@ int cmd_train(int argc, char** argv) {
   model->init_weights(init_gen);
   std::ostringstream warnings;
   if (pretrained) {
-    load_weights(*model, checkpoint::open_dir(model_dir), model_name, &warnings);
+    const load_report rep = load_weights(*model, checkpoint::open_dir(model_dir), model_name, &warnings);
+    // a new head is drawn as transformers draws it after set_seed(seed): torch's generator, same bits
+    torch_generator head_gen(a.seed);
+    init_missing_bert_weights(*model, rep.missing, head_gen, cfg.initializer_range, cfg.pad_token_id.value_or(-1));
   } else {
     warnings << "NOTE: the model was randomly initialized from " << c.str("config")
              << " and NOT pretrained: its scores are not those of a pretrained BERT (no pretrained weights exist on "

@@ -9,6 +9,7 @@
 #include <minibert/dtype.hpp>    // defines: dtype, half, bfloat16
 #include <minibert/tensor.hpp>   // defines: tensor, shape, device::cpu, device::cuda
 #include <minibert/random.hpp>   // defines: generator (Philox)
+#include <minibert/torch_random.hpp> // defines: torch_generator, torch_normal, torch_uniform, torch_randperm
 #include <minibert/backend.hpp>  // defines: backend<Device> (the op table)
 #include <minibert/cpu/backend.hpp> // defines: backend<device::cpu>, set_num_threads
 #include <minibert/autograd.hpp> // defines: variable, node, no_grad, backward

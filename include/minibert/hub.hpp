@@ -5,6 +5,7 @@
    <cache>/models--org--name/snapshots/<revision>/). No network access, ever. */
 
 #include <algorithm>  // sort
+#include <cctype>     // isalnum
 #include <cstdlib>    // getenv
 #include <filesystem> // path, exists, directory_iterator
 #include <fstream>    // ifstream
@@ -25,12 +26,32 @@ inline std::filesystem::path hf_hub_cache() {
   return std::filesystem::path(home ? home : ".") / ".cache" / "huggingface" / "hub";
 }
 
+/// @brief whether `s` can name a hub repository ("name" or "org/name"), by huggingface_hub's validate_repo_id:
+/// 1-96 characters of [A-Za-z0-9_.-] per part, not starting or ending with '-' or '.', no "--" or ".."
+inline bool is_hub_repo_id(const std::string& s) {
+  const std::size_t slash = s.find('/');
+  const auto part_ok = [](const std::string& p) {
+    if (p.empty() || p.size() > 96 || p.front() == '-' || p.front() == '.' || p.back() == '-' || p.back() == '.')
+      return false;
+    for (unsigned char c : p)
+      if (!std::isalnum(c) && c != '_' && c != '-' && c != '.') return false;
+    return true;
+  };
+  if (s.find("--") != std::string::npos || s.find("..") != std::string::npos) return false;
+  if (slash == std::string::npos) return part_ok(s);
+  return part_ok(s.substr(0, slash)) && part_ok(s.substr(slash + 1));
+}
+
 /// @brief `name_or_path` itself when it is a directory, else the cached snapshot of that hub id
 /// @throws minibert::error naming every place looked in when neither exists
 inline std::filesystem::path resolve_model_path(const std::string& name_or_path) {
   namespace fs = std::filesystem;
   std::error_code ec;
   if (fs::is_directory(name_or_path, ec)) return name_or_path;
+  if (!is_hub_repo_id(name_or_path))
+    throw error("hub", "'" + name_or_path + "' is not a model directory (" +
+                           (fs::exists(name_or_path, ec) ? "it is a file" : "no such directory") +
+                           ") and not a hub id (\"name\" or \"org/name\")");
   std::string repo = "models--";
   for (char c : name_or_path) repo += c == '/' ? std::string("--") : std::string(1, c);
   const fs::path root = hf_hub_cache() / repo;

@@ -17,11 +17,14 @@
 
 #include <minibert/bert_config.hpp>
 #include <minibert/error.hpp>
+#include <minibert/hub.hpp>
 #include <minibert/io/atomic_file.hpp>
 #include <minibert/io/checkpoint.hpp>
 #include <minibert/io/safetensors.hpp>
+#include <minibert/nn/init.hpp>
 #include <minibert/nn/module.hpp>
 #include <minibert/random.hpp>
+#include <minibert/torch_random.hpp>
 
 namespace minibert {
 
@@ -41,7 +44,8 @@ inline std::string py_list(const std::vector<std::string>& v) {
 /// @brief Copy every parameter of `model` found in `ck` into the model. Keys are matched as transformers
 /// does: legacy `gamma`/`beta` LayerNorm names are renamed, the head models' `bert.` prefix is added to a
 /// base checkpoint's keys or dropped for a base model, `position_ids` buffers and the tied MLM decoder
-/// copies are ignored. Prints transformers' warnings to `warn` (if not null) for missing and unused keys.
+/// copies are ignored. Prints to `warn` (if not null) what transformers 4.46 logs at its default verbosity: the
+/// missing keys, and the unused ones when the model's config names Model::class_name in `architectures`.
 /// @param source how the checkpoint is named in the warnings (the path or hub id the user gave)
 /// @throws minibert::error naming the tensor and both shapes on a shape mismatch, and the reader's errors
 template <class Model>
@@ -98,7 +102,11 @@ load_report load_weights(Model& model, const checkpoint& ck, const std::string& 
   std::sort(unexpected.begin(), unexpected.end());
   rep.unexpected = unexpected;
   const std::string cls = Model::class_name;
-  if (warn && !rep.unexpected.empty())
+  // transformers warns about unused weights only when the config names this very class in `architectures`
+  // (otherwise it logs them at info level, which its default verbosity does not show)
+  const auto& archs = model.config().architectures;
+  const bool warn_unused = archs && std::find(archs->begin(), archs->end(), cls) != archs->end();
+  if (warn && warn_unused && !rep.unexpected.empty())
     *warn << "Some weights of the model checkpoint at " << source << " were not used when initializing " << cls << ": "
           << py_list(rep.unexpected) << "\n- This IS expected if you are initializing " << cls
           << " from the checkpoint of a model trained on another task or with another architecture (e.g. initializing a "
@@ -106,32 +114,53 @@ load_report load_weights(Model& model, const checkpoint& ck, const std::string& 
              "initializing "
           << cls << " from the checkpoint of a model that you expect to be exactly identical (initializing a "
                     "BertForSequenceClassification model from a BertForSequenceClassification model).\n";
-  if (warn && !rep.missing.empty())
+  if (warn && !rep.missing.empty()) {
+    // transformers lists its state-dict names as they compare with the checkpoint's: without the "bert." prefix
+    // when a base checkpoint loads into a head, with it when a head checkpoint loads into a base model; the tied
+    // MLM decoder's aliases are missing along with what they alias
+    std::vector<std::string> names;
+    for (const auto& k : rep.missing) {
+      if (!prefix.empty() && !ck_has_prefix && starts(k, prefix)) names.push_back(k.substr(prefix.size()));
+      else if (prefix.empty() && ck_has_prefix) names.push_back("bert." + k);
+      else names.push_back(k);
+      if (cls == "BertForMaskedLM" && k == "cls.predictions.bias") names.push_back("cls.predictions.decoder.bias");
+      if (cls == "BertForMaskedLM" && k == "bert.embeddings.word_embeddings.weight")
+        names.push_back("cls.predictions.decoder.weight");
+    }
+    std::sort(names.begin(), names.end());
     *warn << "Some weights of " << cls << " were not initialized from the model checkpoint at " << source
-          << " and are newly initialized: " << py_list(rep.missing)
+          << " and are newly initialized: " << py_list(names)
           << "\nYou should probably TRAIN this model on a down-stream task to be able to use it for predictions and "
              "inference.\n";
+  }
   return rep;
 }
 
-/// @brief Build Model from a model directory (config.json + weights): the config is read (then `adjust`
-/// may change it, e.g. set labels), weights initialized as transformers does, then overwritten from the
-/// checkpoint. Warnings go to `warn`.
+/// @brief Build Model from a model directory (config.json + weights) or a hub id in the local Hugging Face cache
+/// (resolve_model_path): the config is read (then `adjust` may change it, e.g. set labels), weights initialized as
+/// transformers does, then overwritten from the checkpoint; the modules it lacks (a new head) are drawn as
+/// transformers' from_pretrained draws them right after set_seed(gen.seed()), with torch's generator and bit for bit
+/// (init_missing_bert_weights). Warnings go to `warn`, naming the model as given (the
+/// id or path, as transformers prints `pretrained_model_name_or_path`) unless `display_name` is set.
 /// @throws minibert::error for a missing or invalid config.json or checkpoint, or mismatched tensors
 template <class Model, class Adjust>
-std::unique_ptr<Model> from_pretrained(const std::filesystem::path& dir, generator& gen, std::ostream* warn,
+std::unique_ptr<Model> from_pretrained(const std::filesystem::path& name_or_path, generator& gen, std::ostream* warn,
                                        Adjust&& adjust, const std::string& display_name = "") {
+  const std::filesystem::path dir = resolve_model_path(name_or_path.string());
   bert_config cfg = bert_config::from_file(dir / "config.json");
   adjust(cfg);
   auto model = std::make_unique<Model>(cfg);
   model->init_weights(gen);
   const checkpoint ck = checkpoint::open_dir(dir);
-  load_weights(*model, ck, display_name.empty() ? dir.string() : display_name, warn);
+  const load_report rep = load_weights(*model, ck, display_name.empty() ? name_or_path.string() : display_name, warn);
+  // what the checkpoint lacks (a new classifier head) is drawn as transformers draws it after set_seed(gen.seed())
+  torch_generator tg(gen.seed());
+  init_missing_bert_weights(*model, rep.missing, tg, cfg.initializer_range, cfg.pad_token_id.value_or(-1));
   return model;
 }
 template <class Model>
-std::unique_ptr<Model> from_pretrained(const std::filesystem::path& dir, generator& gen, std::ostream* warn) {
-  return from_pretrained<Model>(dir, gen, warn, [](bert_config&) {});
+std::unique_ptr<Model> from_pretrained(const std::filesystem::path& name_or_path, generator& gen, std::ostream* warn) {
+  return from_pretrained<Model>(name_or_path, gen, warn, [](bert_config&) {});
 }
 
 /// @brief Write `model` into `dir` in the Hugging Face layout: config.json (with architectures, id2label,

@@ -223,7 +223,8 @@ inline safetensors_file safetensors_file::open(const std::filesystem::path& path
     const std::string offs = "data_offsets [" + std::to_string(b) + ", " + std::to_string(e) + "]";
     if (e < b) fail_t(name, offs + ": end is before begin");
     if (static_cast<std::uint64_t>(e) > data_size)
-      fail_t(name, offs + " out of range: the data region has " + std::to_string(data_size) + " bytes");
+      fail_t(name, offs + " out of range: the data region has " + std::to_string(data_size) +
+                       " bytes (the file is truncated, or its header is corrupt)");
     std::int64_t nbytes = 0;
     if (!detail::mul_checked(numel, static_cast<std::int64_t>(dtype_size(ti.dtype)), nbytes))
       fail_t(name, "shape " + format_shape(ti.shape) + " overflows");

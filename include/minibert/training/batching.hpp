@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 /* From a dataset to model batches: tokenize every example once (truncated to max_seq_length, on several threads),
-   order them per epoch (seeded shuffle, optional length grouping as transformers' LengthGroupedSampler), and
+   order them per epoch (transformers' Trainer shuffle: torch.randperm seeded with seed + epoch; optional length
+   grouping as transformers' LengthGroupedSampler), and
    collate a batch with dynamic padding (to the longest sequence in that batch). */
 
 #include <algorithm> // min, max, stable_sort
@@ -15,6 +16,7 @@
 #include <minibert/encoder.hpp>
 #include <minibert/tensor.hpp>
 #include <minibert/tokenizer.hpp>
+#include <minibert/torch_random.hpp>
 
 namespace minibert {
 
@@ -89,15 +91,19 @@ inline model_batch collate(const tokenized_dataset& data, std::span<const std::s
   return mb;
 }
 
-/// @brief the batches of one epoch as lists of row indices. Shuffled with a permutation seeded by (seed, epoch)
-/// unless !shuffle (file order); with group_by_length, megabatches of 50 batches are sorted by length (longest
-/// first), as transformers' LengthGroupedSampler, to cut padding.
+/// @brief the batches of one epoch as lists of row indices. Shuffled as transformers' Trainer shuffles (its
+/// RandomSampler, which accelerate turns into a SeedableRandomSampler: torch.randperm(n) from a generator seeded
+/// with seed + epoch), so that batch b of epoch e holds the rows of the Trainer's batch b, in its order; unless
+/// !shuffle (file order). With group_by_length, megabatches of 50 batches of that order are sorted by length
+/// (longest first), like transformers' LengthGroupedSampler (which draws its own order; not reproduced).
 inline std::vector<std::vector<std::size_t>> epoch_batches(const tokenized_dataset& data, std::size_t batch_size,
                                                            bool shuffle, std::uint64_t seed, std::int64_t epoch,
                                                            bool group_by_length) {
   std::vector<std::size_t> order;
   if (shuffle) {
-    order = permutation(data.size(), seed * 0x9E3779B97F4A7C15ull + std::uint64_t(epoch) + 1);
+    torch_generator gen(seed + std::uint64_t(epoch));
+    const std::vector<std::int64_t> perm = torch_randperm(std::int64_t(data.size()), gen);
+    order.assign(perm.begin(), perm.end());
   } else {
     order.resize(data.size());
     for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
