@@ -1,19 +1,21 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Tokenizer throughput, minibert (bench_tokenizer) beside HF tokenizers' Node binding (bench_tokenizer_hf.js), in
-# one run on the same machine: SST-2 train_full and the Amazon reviews, single thread and batch (all cores).
-# Medians of REPS repetitions; prints lines/s, MB/s and the ratio minibert / HF.
-# HF single thread = encodeBatch with RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false; HF batch = encodeBatch on
+# Tokenizer throughput, minibert (bench_tokenizer) beside HF tokenizers' Python binding (PyPI `tokenizers`, the Rust
+# library behind transformers' BertTokenizerFast; bench_tokenizer_hf.py), in one run on the same machine: SST-2
+# train_full and the Amazon reviews, single thread and batch (all cores). Prints the CPU model, the versions and the
+# load average, then the medians of REPS repetitions: lines/s, MB/s and the ratio minibert / HF.
+# HF single thread = encode_batch with RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false; HF batch = encode_batch on
 # all cores. minibert single thread = encode_into one text after another; batch = encode_batch on all cores
 # (fresh encodings), batch_into = encode_batch_into (encodings reused between calls).
 # usage: benchmarks/run_tokenizer_bench.sh [BUILD_DIR] [REPS]   (BUILD_DIR is configured here with
-# -DMINIBERT_BUILD_BENCHMARKS=ON if needed). The machine may be shared: the load is printed before and after.
+# -DMINIBERT_BUILD_BENCHMARKS=ON if needed). Python: $MINIBERT_PYTHON, else the repository's .venv (made by
+# scripts/install_deps.sh). The machine may be shared: the load is printed before and after.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-bench}
 reps=${2:-5}
-py=/usr/bin/python3
-node=$(command -v node)
+py=${MINIBERT_PYTHON:-$PWD/.venv/bin/python}
+[ -x "$py" ] || { echo "run_tokenizer_bench.sh: no python at $py (run scripts/install_deps.sh or set MINIBERT_PYTHON)" >&2; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
@@ -23,14 +25,14 @@ if [ ! -x "$build/benchmarks/bench_tokenizer" ]; then
 fi
 cmake --build "$build" --target bench_tokenizer -j2 >/dev/null
 
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; node $($node --version), tokenizers $(
-  $node -p "require('./tests/node/node_modules/tokenizers/package.json').version")"
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $($py --version 2>&1), tokenizers $(
+  $py -c 'import tokenizers; print(tokenizers.__version__)'); $(c++ --version | head -1)"
 echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
 "$build/benchmarks/bench_tokenizer" --benchmark_filter='BM_Tokenizer_Encode' --benchmark_repetitions="$reps" \
   --benchmark_format=json --benchmark_out="$tmp/minibert.json" --benchmark_out_format=json >/dev/null 2>"$tmp/gb.err" ||
   { cat "$tmp/gb.err"; exit 1; }
-RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false "$node" benchmarks/bench_tokenizer_hf.js single "$reps" >"$tmp/hf.jsonl"
-"$node" benchmarks/bench_tokenizer_hf.js batch "$reps" >>"$tmp/hf.jsonl"
+RAYON_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false "$py" benchmarks/bench_tokenizer_hf.py single "$reps" >"$tmp/hf.jsonl"
+TOKENIZERS_PARALLELISM=true "$py" benchmarks/bench_tokenizer_hf.py batch "$reps" >>"$tmp/hf.jsonl"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
 
 $py - "$tmp/minibert.json" "$tmp/hf.jsonl" <<'EOF'
@@ -57,7 +59,7 @@ for corpus in ("sst2_train_full", "amazon_reviews"):
         print("| %s | %s | %.0f | %.1f | %.0f | %.2f | %.1fx | %.2f MB/s (ratio %.1fx) |" % (
             corpus, mode, lps, mbs, h["lines_per_s"], h["mb_per_s"], mbs / h["mb_per_s"], bound, mbs / bound))
 print()
-print("batch: all cores, fresh encodings per call (like HF's encodeBatch); batch_into: encodings reused between calls.")
-print("* HF's time minus the time of encodeBatch on as many empty strings (the Node binding's per-text cost):")
+print("batch: all cores, fresh encodings per call (like HF's encode_batch); batch_into: encodings reused between calls.")
+print("* HF's time minus the time of encode_batch on as many empty strings (the Python binding's per-text cost):")
 print("  a generous upper bound of HF's own tokenization speed, for a conservative ratio.")
 EOF

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: MIT
-// Unit tests of minibert::tokenizer: expected values from HF tokenizers 0.23 (Node binding) for a few hard cases,
+// Unit tests of minibert::tokenizer: expected values from HF tokenizers 0.20.3 (PyPI, the version transformers 4.46 requires) for a few hard cases,
 // the linear-time WordPiece against a brute-force MaxMatch, truncation, padding, pairs, decode, batch order, byte
 // offsets, and every error path (invalid UTF-8, missing or malformed vocab.txt / tokenizer.json).
 // The exhaustive comparison with the live reference is test_tokenizer_parity.cpp.
@@ -191,11 +191,11 @@ TEST_CASE("tokenizer: truncation strategies (lengths as HF computes them)") {
     CHECK(counts(a(10), b(2), 8, truncation_strategy::longest_first) == std::pair{3, 2});
     CHECK(counts(a(2), b(10), 8, truncation_strategy::longest_first) == std::pair{2, 3});
     CHECK(counts(a(7), b(7), 8, truncation_strategy::longest_first) == std::pair{2, 3}); // the odd one to B
-    CHECK(counts(a(9), b(8), 8, truncation_strategy::longest_first) == std::pair{2, 3}); // both cut to 8 first
+    CHECK(counts(a(9), b(8), 8, truncation_strategy::longest_first) == std::pair{3, 2}); // the longer text's
     CHECK(counts(a(8), b(7), 8, truncation_strategy::longest_first) == std::pair{3, 2});
-    // HF stops tokenizing at the word that reaches max_length: 3 words of 5 tokens count as 10, not 15
+    // the whole texts' token counts decide (15 against 11 here), however far past max_length they go
     const std::string u = "unflinchingly";
-    CHECK(counts(u + " " + u + " " + u, u + " " + u + " x", 8, truncation_strategy::longest_first) == std::pair{2, 3});
+    CHECK(counts(u + " " + u + " " + u, u + " " + u + " x", 8, truncation_strategy::longest_first) == std::pair{3, 2});
     CHECK(counts(a(3), b(2), 3, truncation_strategy::longest_first) == std::pair{0, 0});
   }
   SUBCASE("only_first / only_second, and their errors") {

@@ -1,10 +1,14 @@
 // SPDX-License-Identifier: MIT
-// Live parity of minibert::tokenizer with Hugging Face tokenizers (its official Node binding, tests/node): every
-// text of every file under ../shared/data/sentiment and a list of hard cases, loading tokenizer.json and loading
-// vocab.txt (+ tokenizer_config.json); ids, type ids, attention mask, special-tokens mask and offsets must be
+// Live parity of minibert::tokenizer with Hugging Face tokenizers (PyPI `tokenizers`, the Rust library behind
+// transformers' BertTokenizerFast, driven by tests/python/tokenizer_reference.py in the MINIBERT_TEST_PYTHON venv):
+// every text of every file under ../shared/data/sentiment and a list of hard cases, loading tokenizer.json and
+// loading vocab.txt (+ tokenizer_config.json); ids, type ids, attention mask, special-tokens mask and offsets must be
 // identical. Also pairs with each truncation strategy, padding, decoding, every Unicode code point through the
-// normalizer and the pre-tokenizer, and variant tokenizer.json files (other normalizer settings, added tokens with
-// every flag). One node process per run of texts, never one per text.
+// normalizer and the pre-tokenizer, the generated tables of unicode_tables.hpp, variant tokenizer.json files (other
+// normalizer settings, added tokens with every flag), and transformers' BertTokenizerFast / BertTokenizer loaded
+// from the pretrained all-MiniLM-L6-v2's own files in the hub cache, called as a trainer calls them (truncation to
+// 128, single texts and padded batches). One python process per list of runs (per test case, and per variant
+// file), never one per text.
 #include <doctest/doctest.h>
 
 #include <algorithm>   // min
@@ -23,6 +27,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <minibert/hub.hpp> // resolve_model_path
 #include <minibert/tokenizer.hpp>
 
 namespace fs = std::filesystem;
@@ -32,7 +37,19 @@ namespace {
 
 const fs::path data_dir = fs::path(MINIBERT_TEST_SHARED_DIR) / "data";
 const fs::path model_dir = data_dir / "bert-base-uncased";
-const fs::path reference_js = fs::path(MINIBERT_TEST_SOURCE_DIR) / "tokenizer_reference.js";
+const fs::path reference_py = fs::path(MINIBERT_TEST_SOURCE_DIR) / "python" / "tokenizer_reference.py";
+
+// `python tokenizer_reference.py ARGS...`, each argument single-quoted for the shell
+std::string reference_command(const std::vector<std::string>& args) {
+  const auto quoted = [](const std::string& a) {
+    std::string q = "'";
+    for (char c : a) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+  };
+  std::string cmd = quoted(MINIBERT_TEST_PYTHON) + " " + quoted(reference_py.string());
+  for (const std::string& a : args) cmd += " " + quoted(a);
+  return cmd;
+}
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p, std::ios::binary);
@@ -224,24 +241,25 @@ std::vector<std::string> hard_cases() {
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// the reference: one node process, binary results
+// the reference: one python process, binary results
 
 struct reference_result {
   bool ok = false; // HF threw when false
   minibert::encoding e;
 };
 
-std::vector<std::vector<reference_result>> run_reference(const json& runs, const fs::path& work, json* decoded = nullptr,
-                                                         const fs::path& tokenizer_json = model_dir / "tokenizer.json") {
+// Writes {"runs": runs} to work/input.json, runs `tokenizer_reference.py MODE SOURCE input.json output.bin` and
+// reads the results back: per run, per text, n (-1: HF raised), n ids, n type ids, n attention mask, n special-tokens
+// mask and, when the run has offsets (with_offsets(run)), 2n offsets.
+template <class WithOffsets>
+std::vector<std::vector<reference_result>> run_python(const std::string& mode, const fs::path& source, const json& runs,
+                                                      const fs::path& work, WithOffsets with_offsets) {
   const fs::path in = work / "input.json", out = work / "output.bin";
   {
     std::ofstream f(in, std::ios::binary);
     f << json{{"runs", runs}}.dump();
   }
-  const fs::path node_path = fs::path(MINIBERT_TEST_SOURCE_DIR) / "node" / "node_modules";
-  const std::string cmd = "NODE_PATH='" + node_path.string() + "' '" + std::string(MINIBERT_TEST_NODE) + "' '" +
-                          reference_js.string() + "' encode '" + tokenizer_json.string() + "' '" +
-                          in.string() + "' '" + out.string() + "'";
+  const std::string cmd = reference_command({mode, source.string(), in.string(), out.string()});
   const int rc = std::system(cmd.c_str());
   REQUIRE_MESSAGE(rc == 0, "the reference failed (" << rc << "): " << cmd);
   const std::string bin = slurp(out);
@@ -251,6 +269,7 @@ std::vector<std::vector<reference_result>> run_reference(const json& runs, const
   std::vector<std::vector<reference_result>> results;
   std::size_t k = 0;
   for (const json& run : runs) {
+    const std::size_t fields = with_offsets(run) ? 6 : 4;
     std::vector<reference_result> rr;
     for (std::size_t t = 0; t < run.at("texts").size(); ++t) {
       REQUIRE(k < v.size());
@@ -258,22 +277,30 @@ std::vector<std::vector<reference_result>> run_reference(const json& runs, const
       reference_result r;
       if (n >= 0) {
         const auto un = static_cast<std::size_t>(n);
-        REQUIRE(k + 6 * un <= v.size());
+        REQUIRE(k + fields * un <= v.size());
         r.ok = true;
         r.e.ids.assign(v.begin() + k, v.begin() + k + un);
         r.e.type_ids.assign(v.begin() + k + un, v.begin() + k + 2 * un);
         r.e.attention_mask.assign(v.begin() + k + 2 * un, v.begin() + k + 3 * un);
         r.e.special_tokens_mask.assign(v.begin() + k + 3 * un, v.begin() + k + 4 * un);
-        for (std::size_t i = 0; i < un; ++i)
-          r.e.offsets.push_back({static_cast<std::uint32_t>(v[k + 4 * un + 2 * i]), static_cast<std::uint32_t>(v[k + 4 * un + 2 * i + 1])});
-        k += 6 * un;
+        if (fields == 6)
+          for (std::size_t i = 0; i < un; ++i)
+            r.e.offsets.push_back({static_cast<std::uint32_t>(v[k + 4 * un + 2 * i]), static_cast<std::uint32_t>(v[k + 4 * un + 2 * i + 1])});
+        k += fields * un;
       }
       rr.push_back(std::move(r));
     }
     results.push_back(std::move(rr));
   }
   REQUIRE(k == v.size());
-  if (decoded) *decoded = json::parse(slurp(fs::path(out.string() + ".decode.json")));
+  return results;
+}
+
+// tokenizers' Tokenizer from a tokenizer.json (mode "encode"); with `decoded`, the decoded strings of the runs that ask
+std::vector<std::vector<reference_result>> run_reference(const json& runs, const fs::path& work, json* decoded = nullptr,
+                                                         const fs::path& tokenizer_json = model_dir / "tokenizer.json") {
+  auto results = run_python("encode", tokenizer_json, runs, work, [](const json&) { return true; });
+  if (decoded) *decoded = json::parse(slurp(fs::path((work / "output.bin").string() + ".decode.json")));
   return results;
 }
 
@@ -283,37 +310,40 @@ std::string escaped(const std::string& s, std::size_t limit = 160) {
   return out;
 }
 
-std::string show(const minibert::tokenizer& tok, const minibert::encoding& e) {
+// ids:token(type attention special)[offsets) of the first 40 tokens; no offsets when the reference has none
+std::string show(const minibert::tokenizer& tok, const minibert::encoding& e, bool offsets = true) {
   std::ostringstream os;
   for (std::size_t i = 0; i < e.size() && i < 40; ++i) {
     os << (i ? " " : "") << e.ids[i];
     if (tok.spec().vocab.contains(e.ids[i])) os << ":" << tok.id_to_token(e.ids[i]);
-    os << "(" << e.type_ids[i] << e.attention_mask[i] << e.special_tokens_mask[i] << ")[" << e.offsets[i].begin << ","
-       << e.offsets[i].end << ")";
+    os << "(" << e.type_ids[i] << e.attention_mask[i] << e.special_tokens_mask[i] << ")";
+    if (offsets) os << "[" << e.offsets.at(i).begin << "," << e.offsets.at(i).end << ")";
   }
   if (e.size() > 40) os << " ... (" << e.size() << " tokens)";
   return os.str();
 }
 
-bool same(const minibert::encoding& a, const minibert::encoding& b) {
+bool same(const minibert::encoding& a, const minibert::encoding& b, bool offsets = true) {
   return a.ids == b.ids && a.type_ids == b.type_ids && a.attention_mask == b.attention_mask &&
-         a.special_tokens_mask == b.special_tokens_mask && a.offsets == b.offsets;
+         a.special_tokens_mask == b.special_tokens_mask && (!offsets || a.offsets == b.offsets);
 }
 
 // Compares one run; prints the first mismatches with their text. Returns the number of differing texts.
+// offsets = false only against transformers' slow BertTokenizer, which returns none.
 struct comparison {
   std::size_t texts = 0, differ = 0, printed = 0;
+  bool offsets = true;
   void check(const std::string& what, const std::string& text, const minibert::tokenizer& tok, bool ok,
              const minibert::encoding& got, const std::string& err, const reference_result& want) {
     ++texts;
-    const bool equal = ok == want.ok && (!ok || same(got, want.e));
+    const bool equal = ok == want.ok && (!ok || same(got, want.e, offsets));
     if (equal) return;
     ++differ;
     if (printed++ >= 8) return;
     std::ostringstream os;
     os << "MISMATCH [" << what << "] text " << escaped(text) << "\n";
-    os << "  HF:       " << (want.ok ? show(tok, want.e) : "threw") << "\n";
-    os << "  minibert: " << (ok ? show(tok, got) : "threw: " + err) << "\n";
+    os << "  HF:       " << (want.ok ? show(tok, want.e, offsets) : "threw") << "\n";
+    os << "  minibert: " << (ok ? show(tok, got, offsets) : "threw: " + err) << "\n";
     MESSAGE(os.str());
   }
 };
@@ -355,7 +385,7 @@ TEST_CASE("parity with HF tokenizers: every text under sentiment/ and the hard c
     }
   }
   const auto t2 = std::chrono::steady_clock::now();
-  MESSAGE("reference (node) " << std::chrono::duration<double>(t1 - t0).count() << " s, minibert + comparison "
+  MESSAGE("reference (python) " << std::chrono::duration<double>(t1 - t0).count() << " s, minibert + comparison "
                               << std::chrono::duration<double>(t2 - t1).count() << " s");
   MESSAGE("compared " << total << " texts (" << corpora.size() << " corpora incl. " << hard_cases().size()
                       << " hard cases): tokenizer.json " << cmp_json.differ << " differ, vocab.txt " << cmp_vocab.differ
@@ -518,10 +548,7 @@ TEST_CASE("parity with HF tokenizers: every code point through BertNormalizer an
   const fs::path work = fs::temp_directory_path() / ("minibert_tok_unicode_" + std::to_string(::getpid()));
   fs::create_directories(work);
   const fs::path out = work / "unicode.txt";
-  const fs::path node_path = fs::path(MINIBERT_TEST_SOURCE_DIR) / "node" / "node_modules";
-  const std::string cmd = "NODE_PATH='" + node_path.string() + "' '" + std::string(MINIBERT_TEST_NODE) + "' '" +
-                          reference_js.string() + "' unicode '" + (model_dir / "tokenizer.json").string() + "' '" +
-                          out.string() + "'";
+  const std::string cmd = reference_command({"unicode", (model_dir / "tokenizer.json").string(), out.string()});
   REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, cmd);
   // HF: one line per code point that some stage changes ("cp clean strip lower full pre")
   std::vector<std::string> want(minibert::detail::max_code_point + 1);
@@ -656,6 +683,120 @@ TEST_CASE("parity with HF tokenizers: other normalizer settings, added tokens wi
     compared += cmp.texts;
   }
   CHECK(compared == variants.size() * texts.size());
+  CHECK(differ == 0);
+  fs::remove_all(work);
+}
+
+TEST_CASE("unicode_tables.hpp holds the range tables the reference prints (tokenizer_reference.py unicode-tables)") {
+  const fs::path work = fs::temp_directory_path() / ("minibert_tok_tables_" + std::to_string(::getpid()));
+  fs::create_directories(work);
+  const fs::path out = work / "tables.txt";
+  const std::string cmd = reference_command({"unicode-tables"}) + " > '" + out.string() + "'";
+  REQUIRE_MESSAGE(std::system(cmd.c_str()) == 0, cmd);
+  const std::string printed = slurp(out);
+  const std::string header =
+      slurp(fs::path(MINIBERT_TEST_SOURCE_DIR).parent_path() / "include/minibert/tokenizer/unicode_tables.hpp");
+  // the three tables, each "// comment (N ranges)\ninline constexpr code_point_range NAME[] = {...};"
+  CHECK(std::count(printed.begin(), printed.end(), '{') == std::count(printed.begin(), printed.end(), '}'));
+  for (const char* name : {"hf_removed_by_clean_text", "hf_nonspacing_mark", "hf_punctuation"})
+    CHECK_MESSAGE(printed.find(std::string("code_point_range ") + name + "[]") != std::string::npos, name);
+  CHECK_MESSAGE(header.find(printed) != std::string::npos,
+                "include/minibert/tokenizer/unicode_tables.hpp differs from what the reference prints: regenerate it "
+                "with `.venv/bin/python tests/python/tokenizer_reference.py unicode-tables`\n"
+                << printed);
+  fs::remove_all(work);
+}
+
+TEST_CASE("parity with transformers' BertTokenizerFast and BertTokenizer on all-MiniLM-L6-v2's own files, as trained") {
+  // The pretrained model's tokenizer files in the hub cache, loaded by minibert as the trainer loads them
+  // (from_pretrained of the snapshot directory, or of its vocab.txt) and by transformers as its users load them.
+  const fs::path snapshot = minibert::resolve_model_path("sentence-transformers/all-MiniLM-L6-v2");
+  for (const char* f : {"tokenizer.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json"})
+    REQUIRE_MESSAGE(fs::exists(snapshot / f), (snapshot / f) << " is missing: run scripts/install_deps.sh");
+  const fs::path work = fs::temp_directory_path() / ("minibert_tok_transformers_" + std::to_string(::getpid()));
+  fs::create_directories(work);
+  const std::vector<corpus> corpora = {
+      {"sst2/test.tsv", read_tsv(data_dir / "sentiment/sst2/test.tsv", "sentence")},
+      {"sst2/train.tsv", read_tsv(data_dir / "sentiment/sst2/train.tsv", "sentence")},
+      // long reviews: SST-2 sentences never reach 128 tokens, these do (the truncation path)
+      {"amazon_reviews/books.jsonl", read_jsonl(data_dir / "sentiment/amazon_reviews/books.jsonl", "text")},
+  };
+  constexpr std::size_t max_length = 128, batch_size = 32; // the trainer's --max-length and --batch-size defaults
+  json runs = json::array();
+  for (const char* loader : {"fast", "fast-vocab", "slow"})
+    for (const corpus& c : corpora)
+      for (const bool batched : {false, true})
+        runs.push_back({{"name", std::string(loader) + " " + c.name + (batched ? " batches of 32, padded" : " one by one")},
+                        {"loader", loader}, {"texts", c.texts}, {"max_length", max_length},
+                        {"batch_size", batched ? batch_size : 1}, {"padding", batched}});
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto reference = run_python("transformers", snapshot, runs, work,
+                                    [](const json& run) { return run.at("loader").get<std::string>() != "slow"; });
+  const auto t1 = std::chrono::steady_clock::now();
+
+  const minibert::tokenizer from_dir = minibert::tokenizer::from_pretrained(snapshot);
+  const minibert::tokenizer from_vocab = minibert::tokenizer::from_pretrained(snapshot / "vocab.txt");
+  minibert::encode_options single;
+  single.truncation = minibert::truncation_options{max_length}; // longest_first, right: transformers' truncation=True
+  minibert::encode_options padded = single;
+  padded.padding = minibert::padding_options{}; // to the longest of the batch
+  std::size_t compared = 0, differ = 0, truncated = 0, padded_rows = 0;
+  std::size_t r = 0;
+  for (const char* loader : {"fast", "fast-vocab", "slow"}) {
+    // BertTokenizerFast from tokenizer.json <-> minibert from the directory (tokenizer.json + tokenizer_config.json);
+    // from vocab.txt <-> minibert from vocab.txt; the slow BertTokenizer <-> both.
+    const std::string l = loader;
+    std::vector<const minibert::tokenizer*> toks;
+    if (l != "fast-vocab") toks.push_back(&from_dir);
+    if (l != "fast") toks.push_back(&from_vocab);
+    for (const corpus& c : corpora) {
+      for (const bool batched : {false, true}) {
+        const std::string name = runs[r].at("name").get<std::string>();
+        const auto& want = reference[r++];
+        REQUIRE(want.size() == c.texts.size());
+        for (const minibert::tokenizer* tok : toks) {
+          const std::string what = name + (tok == &from_dir ? " / minibert directory" : " / minibert vocab.txt");
+          comparison cmp;
+          cmp.offsets = l != "slow";
+          if (batched) {
+            for (std::size_t b = 0; b < c.texts.size(); b += batch_size) {
+              const std::vector<std::string> batch(c.texts.begin() + static_cast<std::ptrdiff_t>(b),
+                                                   c.texts.begin() + static_cast<std::ptrdiff_t>(std::min(b + batch_size, c.texts.size())));
+              const std::vector<minibert::encoding> got = tok->encode_batch(batch, padded);
+              for (std::size_t i = 0; i < batch.size(); ++i) {
+                cmp.check(what, batch[i], *tok, true, got[i], "", want[b + i]);
+                padded_rows += std::count(got[i].attention_mask.begin(), got[i].attention_mask.end(), 0) > 0;
+              }
+            }
+          } else {
+            // the whole corpus through encode_batch, as the trainer's tokenize_dataset, and one text at a time
+            const std::vector<minibert::encoding> all = tok->encode_batch(c.texts, single);
+            comparison one = cmp;
+            for (std::size_t i = 0; i < c.texts.size(); ++i) {
+              cmp.check(what + " (encode_batch)", c.texts[i], *tok, true, all[i], "", want[i]);
+              one.check(what + " (encode)", c.texts[i], *tok, true, tok->encode(c.texts[i], single), "", want[i]);
+              truncated += all[i].size() == max_length;
+            }
+            compared += one.texts;
+            differ += one.differ;
+          }
+          compared += cmp.texts;
+          differ += cmp.differ;
+          if (cmp.differ) MESSAGE(what << ": " << cmp.differ << " of " << cmp.texts << " differ");
+        }
+      }
+    }
+  }
+  const auto t2 = std::chrono::steady_clock::now();
+  MESSAGE("transformers " << std::chrono::duration<double>(t1 - t0).count() << " s, minibert + comparison "
+                          << std::chrono::duration<double>(t2 - t1).count() << " s; compared " << compared
+                          << " encodings (" << truncated << " cut at " << max_length << ", " << padded_rows
+                          << " padded), " << differ << " differ");
+  CHECK(r == runs.size());
+  // per text: fast 3 (encode_batch, encode, padded batch), fast-vocab 3, slow 6 (against both minibert loaders)
+  CHECK(compared == 12 * (corpora[0].texts.size() + corpora[1].texts.size() + corpora[2].texts.size()));
+  CHECK(truncated > 0); // the truncation and padding paths must be exercised
+  CHECK(padded_rows > 0);
   CHECK(differ == 0);
   fs::remove_all(work);
 }

@@ -230,7 +230,6 @@ public:
     }
     len_ = 0;
     chars_ = 0;
-    out_.word_done();
   }
 
 private:
@@ -283,9 +282,10 @@ inline tokenizer::tokenizer(tokenizer_spec spec) {
   for (const added_token& t : spec.added_tokens) {
     if (t.special) st->special.insert(t.content);
     added_token m = t;
-    // HF keeps a normalized token in its normalized form: it matches the normalized text, and decodes as such
+    // A normalized token is matched in the normalized text by its normalized form, but decodes as its content (HF
+    // tokenizers 0.20, which transformers 4.46 uses; 0.21+ decode it in its normalized form).
     if (t.normalized) m.content = normalize(t.content, spec.normalizer);
-    st->added_by_id[static_cast<std::size_t>(t.id)] = m.content;
+    st->added_by_id[static_cast<std::size_t>(t.id)] = t.content;
     if (m.content.empty()) continue;
     (t.normalized ? norm : raw).push_back(std::move(m));
   }
@@ -352,7 +352,6 @@ inline void tokenizer::encode_sequence(std::string_view text, detail::token_sequ
         }
         out.ids.push_back(nm.id);
         out.offsets.push_back({ab, ae});
-        out.word_done();
         q = nm.end;
       }
       replay_to(ws.nbytes.size());
@@ -362,7 +361,6 @@ inline void tokenizer::encode_sequence(std::string_view text, detail::token_sequ
         bytes ? static_cast<std::uint32_t>(m.end - m.begin) : detail::count_code_points(s + m.begin, m.end - m.begin);
     out.ids.push_back(m.id);
     out.offsets.push_back({upos, upos + units});
-    out.word_done();
     upos += units;
     pos = m.end;
   }
@@ -372,9 +370,6 @@ inline void tokenizer::encode_into(encoding& out, std::string_view text, const s
                                    const encode_options& o) const {
   MINIBERT_CHECK(s_ != nullptr, "tokenizer", "encode on a moved-from tokenizer");
   detail::tokenizer_workspace& ws = detail::tokenizer_workspace::local();
-  const std::size_t limit = o.truncation ? o.truncation->max_length : static_cast<std::size_t>(-1);
-  ws.a.reach_limit = ws.b.reach_limit = limit;
-  ws.a.track_words = ws.b.track_words = o.truncation && o.truncation->direction == side::left;
   encode_sequence(text, ws.a, ws, o, pair ? "the first text" : "text");
   if (pair) encode_sequence(*pair, ws.b, ws, o, "the second text");
   detail::token_sequence* b = pair ? &ws.b : nullptr;

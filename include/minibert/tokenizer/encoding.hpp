@@ -106,33 +106,12 @@ struct token_sequence {
   std::vector<std::int32_t> ids;
   std::vector<offset_span> offsets;
   std::size_t keep_begin = 0, keep_end = 0; // the range truncation keeps
-  // When truncating, HF tokenizes a text only up to the word that brings it to max_length (`reach_limit`), from
-  // the start, or from the end when it cuts on the left, and its longest_first rule compares those lengths.
-  // `reached`: tokens up to the end of that word; `word_ends`: token count at the end of each word (left cuts).
-  std::size_t reach_limit = static_cast<std::size_t>(-1), reached = static_cast<std::size_t>(-1);
-  bool track_words = false;
-  std::vector<std::uint32_t> word_ends;
   std::size_t size() const noexcept { return ids.size(); }
-  void word_done() {
-    if (reached == static_cast<std::size_t>(-1) && ids.size() >= reach_limit) reached = ids.size();
-    if (track_words) word_ends.push_back(static_cast<std::uint32_t>(ids.size()));
-  }
-  // The length HF compares: whole words from the cut side until max_length is reached.
-  std::size_t reached_length(side direction) const noexcept {
-    if (direction == side::right) return std::min(ids.size(), reached);
-    const std::size_t n = ids.size();
-    if (n < reach_limit) return n;
-    for (std::size_t k = word_ends.size(); k-- > 0;) // the shortest suffix of whole words with >= reach_limit
-      if (n - word_ends[k] >= reach_limit) return n - word_ends[k];
-    return n;
-  }
   std::size_t kept() const noexcept { return keep_end - keep_begin; }
   void clear() noexcept {
     ids.clear();
     offsets.clear();
     keep_begin = keep_end = 0;
-    reached = static_cast<std::size_t>(-1);
-    word_ends.clear();
   }
   void truncate(std::size_t n, side direction) noexcept {
     n = std::min(n, ids.size());
@@ -146,14 +125,13 @@ struct token_sequence {
   }
 };
 
-// HF's truncation, on the lengths only (the tokens stay where they are). When it truncates on the right, HF stops
-// tokenizing a text at the end of the word that brings it to the user's max_length (token_sequence::reached), and
-// truncate_encodings then splits max_length minus the special tokens (`max_length` here) between the two texts
-// using those lengths.
+// HF's truncate_encodings (tokenizers 0.20), on the lengths only (the tokens stay where they are): splits max_length
+// minus the special tokens (`max_length` here) between the two texts using their full lengths. (tokenizers 0.21+
+// compare the lengths up to the word that reaches the user's max_length instead; 0.20 is the version transformers
+// 4.46 uses.)
 inline void truncate_sequences(token_sequence& a, token_sequence* b, std::size_t max_length,
                                truncation_strategy strategy, side direction) {
-  const auto len = [&](const token_sequence& s) { return s.reached_length(direction); };
-  const std::size_t la = len(a), lb = b ? len(*b) : 0;
+  const std::size_t la = a.size(), lb = b ? b->size() : 0;
   a.truncate(la, direction);
   if (b) b->truncate(lb, direction);
   if (max_length == 0) {

@@ -2,10 +2,13 @@
 #pragma once
 /* The Unicode property tables of Hugging Face tokenizers' BERT pipeline, as that code behaves: which code points
    clean_text drops, which strip_accents drops after NFD, which the pre-tokenizer isolates as punctuation, and the
-   lower-case mappings its Rust std knows beyond utf8proc's Unicode version. HF takes the categories from the
-   `unicode_categories` crate (an old Unicode version: newer marks and punctuation are plain letters to it), so
-   these are explicit tables, not utf8proc categories. The three range tables are printed by
-   `node tests/tokenizer_reference.js unicode-tables`; test_tokenizer_parity checks every code point. */
+   lower-case mappings its Rust std knows beyond utf8proc's Unicode version (none for tokenizers 0.20.3). HF takes
+   the categories from the `unicode_categories` crate (an old Unicode version: newer marks and punctuation are plain
+   letters to it), so these are explicit tables, not utf8proc categories. The three range tables are printed by
+   `.venv/bin/python tests/python/tokenizer_reference.py unicode-tables` (PyPI tokenizers 0.20.3; 0.23 printed the
+   same); test_tokenizer_parity checks that and every code point. */
+
+#include <array> // array
 
 namespace minibert {
 namespace detail {
@@ -101,19 +104,18 @@ inline constexpr code_point_range hf_punctuation[] = {
     {0x16A6E, 0x16A6F}, {0x16AF5, 0x16AF5}, {0x16B37, 0x16B3B}, {0x16B44, 0x16B44}, {0x1BC9F, 0x1BC9F}, {0x1DA87, 0x1DA8B},
 };
 
-// Lower-case mappings of HF's Rust std (Unicode 17) that utf8proc 2.8 (Unicode 15) lacks: first..last map to
-// cp + delta. U+0130 (to "i" U+0307, two code points) is handled in code.
+// Lower-case mappings of HF's Rust std that utf8proc 2.8 (Unicode 15) lacks: first..last map to cp + delta.
+// Empty for tokenizers 0.20.3 (the version transformers 4.46 uses): the Rust std its wheel was built with lower-cases
+// exactly as utf8proc 2.8 does (test_tokenizer_parity checks every code point). tokenizers 0.23 (Rust std Unicode 17)
+// needed {0x1C89, 0x1C89, 1}, {0xA7CB, 0xA7CB, 0x0264 - 0xA7CB}, {0xA7CC, 0xA7CC, 1}, {0xA7CE, 0xA7CE, 1},
+// {0xA7D2, 0xA7D2, 1}, {0xA7D4, 0xA7D4, 1}, {0xA7DA, 0xA7DA, 1}, {0xA7DC, 0xA7DC, 0x019B - 0xA7DC},
+// {0x10D50, 0x10D65, 0x20}, {0x16EA0, 0x16EB8, 0x1B}. U+0130 (to "i" U+0307, two code points) is handled in code.
 struct lowercase_range {
   char32_t first;
   char32_t last;
   int delta;
 };
-inline constexpr lowercase_range hf_lowercase_extra[] = {
-    {0x1C89, 0x1C89, 1},       {0xA7CB, 0xA7CB, 0x0264 - 0xA7CB}, {0xA7CC, 0xA7CC, 1},
-    {0xA7CE, 0xA7CE, 1},       {0xA7D2, 0xA7D2, 1},               {0xA7D4, 0xA7D4, 1},
-    {0xA7DA, 0xA7DA, 1},       {0xA7DC, 0xA7DC, 0x019B - 0xA7DC}, {0x10D50, 0x10D65, 0x20},
-    {0x16EA0, 0x16EB8, 0x1B},
-};
+inline constexpr std::array<lowercase_range, 0> hf_lowercase_extra{};
 
 // Canonical decompositions utf8proc knows and HF's older NFD (unicode-normalization-alignments) does not.
 inline constexpr char32_t hf_nfd_unknown[] = {0x11938};
