@@ -7,7 +7,7 @@ Prints both metric tables, the loss logs next to each other (with the relative d
 train and eval samples/s, wall time, peak RSS and the ratios; writes side_by_side.{json,md} into --output-dir.
 
 usage: benchmarks/trainer_side_by_side.py [--build build] [--threads 2] [--dropout-off] [--output-dir DIR]
-                                          [--epochs 3 | --max-steps N] [--skip-hf JSON]   (run from the repo root)
+                                          [--epochs 3 | --max-steps N] [--skip-hf JSON] [--report-only]
 """
 import argparse
 import json
@@ -59,8 +59,9 @@ def torch_gemm_rate(threads):
     return float(subprocess.check_output([str(PY), "-c", code], env=baseline_env(threads), text=True))
 
 
-def logged_losses(log_history):
-    return {e["step"]: e["loss"] for e in log_history if "loss" in e}
+def logged(log_history):
+    """{step: (loss, grad_norm)} of the training log entries"""
+    return {e["step"]: (e["loss"], e["grad_norm"]) for e in log_history if "loss" in e}
 
 
 def metrics_row(name, m, prefix):
@@ -83,6 +84,8 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--dropout-off", action="store_true", help="hidden and attention dropout 0 on both sides")
     ap.add_argument("--skip-hf", metavar="JSON", help="reuse the Trainer's result file of an earlier run")
+    ap.add_argument("--report-only", action="store_true",
+                    help="run nothing: rebuild the report from the results already in --output-dir")
     a = ap.parse_args()
     out = Path(a.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -93,13 +96,17 @@ def main():
     if a.dropout_off:
         common += ["--hidden-dropout", 0, "--attention-dropout", 0]
 
+    if a.report_only:
+        report(out, json.load(open(out / "measured.json")))
+        return
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores; load {os.getloadavg()[0]:.2f}; threads {a.threads}")
     gemm = torch_gemm_rate(a.threads)
     print(f"baseline check: torch GEMM 2048^3 at {gemm:.0f} GFLOP/s (OPENBLAS_CORETYPE/L2_SIZE unset)")
 
     hf_json = out / "hf_trainer.json"
     if a.skip_hf:
-        hf_json = Path(a.skip_hf)
+        if Path(a.skip_hf).resolve() != hf_json.resolve():
+            hf_json.write_text(Path(a.skip_hf).read_text())
         hf_wall, hf_rss = json.load(open(hf_json))["measured"]
     else:
         hf_wall, hf_rss = run_measured([PY, ROOT / "tests" / "python" / "hf_trainer.py", "--model", a.model,
@@ -108,30 +115,43 @@ def main():
         hf = json.load(open(hf_json))
         hf["measured"] = [hf_wall, hf_rss]
         json.dump(hf, open(hf_json, "w"), indent=2)
-    hf = json.load(open(hf_json))
 
     mb_dir = out / "minibert"
-    mb_env = dict(os.environ)
     mb_wall, mb_rss = run_measured([ROOT / a.build / "examples" / "sentiment_trainer", "train", "--model", a.model,
                                     "--output-dir", mb_dir, "--max-seq-length", 128, "--save-strategy", "no"] + common,
-                                   mb_env, out / "minibert.log")
+                                   dict(os.environ), out / "minibert.log")
+    measured = {"cpu": cpu_model(), "threads": a.threads, "gemm_gflops": gemm, "dropout_off": a.dropout_off,
+                "seed": a.seed, "hf": {"wall": hf_wall, "rss_mb": hf_rss}, "minibert": {"wall": mb_wall, "rss_mb": mb_rss}}
+    json.dump(measured, open(out / "measured.json", "w"), indent=2)
+    report(out, measured)
+
+
+def report(out, measured):
+    """prints and writes side_by_side.{md,json} from the two runs' result files in `out`"""
+    hf = json.load(open(out / "hf_trainer.json"))
+    mb_dir = out / "minibert"
     mb_state = json.load(open(mb_dir / "trainer_state.json"))
     mb = {"train": json.load(open(mb_dir / "train_results.json")), "eval": json.load(open(mb_dir / "eval_results.json")),
           "test": json.load(open(mb_dir / "test_results.json"))}
-
-    lines = [f"machine: {cpu_model()}, {os.cpu_count()} cores, {a.threads} threads each; torch GEMM {gemm:.0f} GFLOP/s; "
-             f"dropout {'off' if a.dropout_off else 'as configured (0.1)'}; seed {a.seed}", ""]
+    hf_wall, hf_rss = measured["hf"]["wall"], measured["hf"]["rss_mb"]
+    mb_wall, mb_rss = measured["minibert"]["wall"], measured["minibert"]["rss_mb"]
+    lines = [f"machine: {measured['cpu']}, {os.cpu_count()} cores, {measured['threads']} threads each; torch GEMM "
+             f"{measured['gemm_gflops']:.0f} GFLOP/s; dropout {'off' if measured['dropout_off'] else 'as configured (0.1)'}; "
+             f"seed {measured['seed']}", ""]
     for who, res in (("transformers Trainer", hf), ("minibert sentiment_trainer", mb)):
         lines += [f"**{who}**", "", "| split | loss | accuracy | precision | recall | F1 | runtime (s) | samples/s |",
                   "|---|---|---|---|---|---|---|---|", metrics_row("validation", res["eval"], "eval"),
                   metrics_row("test", res["test"], "test"), ""]
-    hl, ml = logged_losses(hf["log_history"]), logged_losses(mb_state["log_history"])
-    lines += ["| step | Trainer loss | minibert loss | relative difference |", "|---:|---:|---:|---:|"]
-    worst = 0.0
+    # logged losses are means over the logging window rounded to 4 decimals (in both); grad_norm is unrounded
+    hl, ml = logged(hf["log_history"]), logged(mb_state["log_history"])
+    lines += ["| step | Trainer loss | minibert loss | rel. diff | Trainer grad_norm | minibert grad_norm | rel. diff |",
+              "|---:|---:|---:|---:|---:|---:|---:|"]
+    worst_loss = worst_gn = 0.0
     for step in sorted(set(hl) & set(ml)):
-        rel = abs(ml[step] - hl[step]) / abs(hl[step])
-        worst = max(worst, rel)
-        lines.append(f"| {step} | {hl[step]:.4f} | {ml[step]:.4f} | {rel:.2e} |")
+        (hloss, hgn), (mloss, mgn) = hl[step], ml[step]
+        rl, rg = abs(mloss - hloss) / abs(hloss), abs(mgn - hgn) / abs(hgn)
+        worst_loss, worst_gn = max(worst_loss, rl), max(worst_gn, rg)
+        lines.append(f"| {step} | {hloss:.4f} | {mloss:.4f} | {rl:.1e} | {hgn:.6g} | {mgn:.6g} | {rg:.1e} |")
     ht, mt = hf["train"], mb["train"]
     he, me = hf["test"], mb["test"]
     lines += ["", "| | Trainer | minibert | minibert / Trainer |", "|---|---:|---:|---:|",
@@ -143,15 +163,17 @@ def main():
               f"{mt['train_runtime'] / ht['train_runtime']:.2f}x |",
               f"| process wall time (s) | {hf_wall:.1f} | {mb_wall:.1f} | {mb_wall / hf_wall:.2f}x |",
               f"| peak RSS (MB) | {hf_rss:.0f} | {mb_rss:.0f} | {mb_rss / hf_rss:.2f}x |",
+              f"| train_loss (mean of all steps, unrounded) | {ht['train_loss']:.8f} | {mt['train_loss']:.8f} | "
+              f"rel. diff {abs(mt['train_loss'] - ht['train_loss']) / ht['train_loss']:.1e} |",
               f"| test accuracy | {he['test_accuracy']:.4f} | {me['test_accuracy']:.4f} | "
               f"{100 * (me['test_accuracy'] - he['test_accuracy']):+.2f} points |", "",
-              f"largest relative difference of a logged loss: {worst:.2e}"]
-    report = "\n".join(lines)
-    print("\n" + report)
-    (out / "side_by_side.md").write_text(report + "\n")
-    json.dump({"gemm_gflops": gemm, "hf": {"wall": hf_wall, "rss_mb": hf_rss, "train": ht, "test": he},
-               "minibert": {"wall": mb_wall, "rss_mb": mb_rss, "train": mt, "test": me},
-               "worst_loss_rel_diff": worst}, open(out / "side_by_side.json", "w"), indent=2)
+              f"largest relative difference at a logged step: loss {worst_loss:.1e}, grad_norm {worst_gn:.1e}"]
+    text = "\n".join(lines)
+    print("\n" + text)
+    (out / "side_by_side.md").write_text(text + "\n")
+    json.dump({"measured": measured, "hf": {"train": ht, "test": he}, "minibert": {"train": mt, "test": me},
+               "worst_loss_rel_diff": worst_loss, "worst_grad_norm_rel_diff": worst_gn},
+              open(out / "side_by_side.json", "w"), indent=2)
 
 
 if __name__ == "__main__":
