@@ -172,6 +172,55 @@ TEST_CASE("bert_config: a file that is not a JSON object, or not JSON, is reject
   CHECK(has(error_of([] { bert_config::from_file("/nonexistent/config.json"); }), "/nonexistent/config.json"));
 }
 
+TEST_CASE("bert_config: JSON nested 100k deep, or a number past a double, is refused naming the file") {
+  // fuzzing reproducers (a 200 KB file): an unknown field was copied into `extra` recursively, and a known field's
+  // bad value was dump()ed recursively for the message; both overflowed the stack
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  CHECK(has(file_error("deep_unknown", "{\"x\": " + deep + "}"), "JSON nested deeper than 256 levels"));
+  CHECK(has(file_error("deep_known", "{\"hidden_size\": " + deep + "}"), "JSON nested deeper than 256 levels"));
+  CHECK(has(file_error("deep_top", deep), "JSON nested deeper than 256 levels"));
+  const std::string big = file_error("overflow", "{\"layer_norm_eps\": 1e999}");
+  CHECK(has(big, "not valid JSON"));
+  CHECK(has(big, "1e999"));
+  // the limit is on nesting: 256 levels (the object plus 255 arrays) still load, and round-trip in `extra`
+  json j = real_json();
+  j["deep"] = json::parse(std::string(255, '[') + std::string(255, ']'));
+  const fs::path p = fresh_dir("deep_ok") / "config.json";
+  spit(p, j.dump());
+  CHECK(bert_config::from_file(p).extra["deep"] == j["deep"]);
+}
+
+TEST_CASE("bert_config: a config whose parameters need terabytes is refused before anything is allocated") {
+  // fuzzing reproducer: valid sizes (each under 2^31) whose products ask for terabytes; the model constructor tried
+  // to allocate them. The limit is 2^40 bytes of float32 parameters; the message names the field and the bytes.
+  struct bad {
+    const char* field;
+    std::int64_t value;
+    const char* says;
+  } cases[] = {
+      {"vocab_size", 2'000'000'000, "6144"},                 // 2e9 x 768 floats: 6.1 TB
+      {"num_hidden_layers", 2'000'000, "the encoder layers"}, // 2e6 bert-base layers: 57 TB
+      {"hidden_size", 2'147'483'647, "more than 2^63 bytes"}, // hidden_size^2 alone passes int64
+      {"intermediate_size", 2'000'000'000, "the encoder layers"},
+  };
+  int i = 0;
+  for (const auto& c : cases) {
+    CAPTURE(c.field);
+    json j = real_json();
+    j[c.field] = c.value;
+    const std::string msg = file_error("huge_" + std::to_string(i++), j.dump());
+    CHECK_MESSAGE(has(msg, std::string("field '") + c.field + "': " + std::to_string(c.value)), msg);
+    CHECK_MESSAGE(has(msg, c.says), msg);
+    CHECK_MESSAGE(has(msg, "limit is 1099511627776 bytes"), msg);
+  }
+  // just under the limit is accepted (validate() only; nothing is allocated here)
+  json j = real_json();
+  j["vocab_size"] = 300'000'000; // 300e6 x 768 x 4 = 0.92 TB, plus bert-base's layers
+  const fs::path p = fresh_dir("huge_ok") / "config.json";
+  spit(p, j.dump());
+  CHECK(bert_config::from_file(p).vocab_size == 300'000'000);
+}
+
 TEST_CASE("bert_config: id2label, label2id and num_labels stay consistent") {
   json j = real_json();
   j["id2label"] = {{"0", "negative"}, {"1", "positive"}, {"2", "neutral"}};

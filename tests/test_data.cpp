@@ -217,6 +217,16 @@ TEST_CASE("errors: wrong number of fields") {
   expect_parse_error("f.csv", "text,label\r\n\"multi\nline\",1\r\na,b,0\r\n", 4, {"expected 2 comma-separated fields", "found 3"});
 }
 
+TEST_CASE("errors: a JSONL line nested 100k deep, or with a number past a double, names the file and line") {
+  // fuzzing reproducer: the bad label's message dump()ed it recursively and overflowed the stack
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  expect_parse_error("deep.jsonl", "{\"text\": \"a\", \"label\": 0}\n{\"text\": \"b\", \"label\": " + deep + "}\n", 2,
+                     {"JSON nested deeper than 256 levels"});
+  // nlohmann's out_of_range.406 escaped as its own exception, without the file
+  expect_parse_error("big.jsonl", "{\"text\": \"a\", \"label\": 0}\n{\"text\": \"b\", \"label\": 1e999}\n", 2,
+                     {"broken JSON line", "1e999"});
+}
+
 TEST_CASE("errors: unterminated quote names the line where the field opened, junk after a closing quote") {
   expect_parse_error("q.csv", "text,label\na,1\n\"never closed,0\nb,1\nc,0\n", 3, {"unterminated quoted field"});
   expect_parse_error("q.csv", "text,label\n\"two\nlines\"x,1\n", 3, {"unexpected character 'x' after the closing quote", "opened on line 2"});

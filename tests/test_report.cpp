@@ -243,6 +243,11 @@ TEST_CASE("report errors") {
   fails([&] { minibert::read_report_json(dir / "broken"); }, {"not a minibert report"});
   minibert::atomic_write_bytes(file, std::string_view("{\"format\": \"minibert.report\", \"log_history\": [{\"loss\": 1}]}"));
   fails([&] { minibert::read_report_json(file); }, {"malformed report"});
+  // 100k-deep nesting and a number past a double: minibert errors naming the file, not a crash or nlohmann's own
+  minibert::atomic_write_bytes(file, "{\"format\": " + std::string(100000, '[') + std::string(100000, ']') + "}");
+  fails([&] { minibert::read_report_json(file); }, {file.string(), "JSON nested deeper than 256 levels"});
+  minibert::atomic_write_bytes(file, std::string_view("{\"format\": 1e999}"));
+  fails([&] { minibert::read_report_json(file); }, {file.string(), "not valid JSON", "1e999"});
 }
 
 TEST_CASE("svg helpers: nice axes, tick labels, durations, heat map names") {

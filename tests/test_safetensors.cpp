@@ -203,6 +203,16 @@ TEST_CASE("safetensors: rejects an empty or malformed JSON header") {
   CHECK(has(open_error("hdr_nul_pad", st_bytes(std::string("{}") + '\0', "")), "not valid JSON"));
 }
 
+TEST_CASE("safetensors: a header nested 100k deep, or with a number past a double, is refused") {
+  // fuzzing reproducer: the bad shape's message dump()ed it recursively and overflowed the stack
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  CHECK(has(open_error("hdr_deep", st_bytes(R"({"w":{"dtype":"F32","shape":)" + deep + R"(,"data_offsets":[0,8]}})", f32x2)),
+            "JSON nested deeper than 256 levels"));
+  const std::string big = open_error("hdr_1e999", st_bytes(R"({"w":{"dtype":"F32","shape":[1e999],"data_offsets":[0,8]}})", f32x2));
+  CHECK(has(big, "header is not valid JSON"));
+  CHECK(has(big, "1e999"));
+}
+
 TEST_CASE("safetensors: rejects offsets out of range") {
   const std::string msg = open_error(
       "offsets_range", st_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[8,16]}})", f32x2));

@@ -375,6 +375,63 @@ TEST_CASE("tokenizer: loading vocab.txt, tokenizer.json, a directory, and their 
   }
 }
 
+TEST_CASE("tokenizer: hostile tokenizer.json / tokenizer_config.json give minibert errors naming the file") {
+  // fuzzing reproducers: deep nesting, a number past a double (nlohmann's out_of_range.406) and a non-array where
+  // the loader indexes one (type_error.304) escaped as nlohmann's exceptions, without the file
+  const scratch s;
+  const std::string deep = std::string(100000, '[') + std::string(100000, ']');
+  const std::string pre = R"("pre_tokenizer": {"type": "BertPreTokenizer"})";
+  const auto fails = [](const fs::path& p, const std::string& says) {
+    const std::string e = error_of([&] { tokenizer::from_pretrained(p); });
+    CHECK_MESSAGE(e.rfind("[minibert.tokenizer] ", 0) == 0, e);
+    CHECK_MESSAGE(e.find(p.string()) != std::string::npos, e);
+    CHECK_MESSAGE(e.find(says) != std::string::npos, e << " lacks " << says);
+  };
+  SUBCASE("100k-deep nesting") {
+    fails(s.write("deep/tokenizer.json", R"({"model": {"vocab": {"[UNK]": 0}}, "x": )" + deep + "}"),
+          "JSON nested deeper than 256 levels");
+    s.write("deepcfg/vocab.txt", "[UNK]\n[CLS]\n[SEP]\n");
+    const fs::path cfg = s.write("deepcfg/tokenizer_config.json", "{\"unk_token\": " + deep + "}");
+    const std::string e = error_of([&] { tokenizer::from_pretrained(s.dir / "deepcfg"); });
+    CHECK_MESSAGE(e.find(cfg.string() + ": JSON nested deeper than 256 levels") != std::string::npos, e);
+  }
+  SUBCASE("a number that overflows a double") {
+    fails(s.write("big/tokenizer.json", R"({"model": {"vocab": {"[UNK]": 0}, "max_input_chars_per_word": 1e999}, )" + pre + "}"),
+          "malformed JSON: [json.exception.out_of_range.406] number overflow parsing '1e999'");
+    s.write("bigcfg/vocab.txt", "[UNK]\n[CLS]\n[SEP]\n");
+    const fs::path cfg = s.write("bigcfg/tokenizer_config.json", R"({"model_max_length": 1e999})");
+    const std::string e = error_of([&] { tokenizer::from_pretrained(s.dir / "bigcfg"); });
+    CHECK_MESSAGE(e.find(cfg.string() + ": malformed JSON") != std::string::npos, e);
+    CHECK_MESSAGE(e.find("1e999") != std::string::npos, e);
+  }
+  SUBCASE("a non-array where the loader indexes an array names the field") {
+    const std::string vocab = R"("model": {"vocab": {"[UNK]": 0, "[CLS]": 1, "[SEP]": 2}})";
+    fails(s.write("bp/tokenizer.json", "{" + vocab + ", " + pre +
+                                           R"(, "post_processor": {"type": "BertProcessing", "cls": {"a": 1}, "sep": ["[SEP]", 2]}})"),
+          "/post_processor/cls: expected an array, got object");
+    fails(s.write("bp1/tokenizer.json", "{" + vocab + ", " + pre +
+                                            R"(, "post_processor": {"type": "BertProcessing", "cls": ["[CLS]"], "sep": ["[SEP]", 2]}})"),
+          "/post_processor/cls: expected at least 2 entries, got 1");
+    const std::string single = R"([{"SpecialToken": {"id": "[CLS]", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}])";
+    const std::string pair = R"([{"Sequence": {"id": "A", "type_id": 0}}, {"Sequence": {"id": "B", "type_id": 1}}])";
+    fails(s.write("tp/tokenizer.json", "{" + vocab + ", " + pre + R"(, "post_processor": {"type": "TemplateProcessing", "single": )" +
+                                           single + ", \"pair\": " + pair +
+                                           R"(, "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": "1", "tokens": ["[CLS]"]}}}})"),
+          "/post_processor/special_tokens/[CLS]/ids: expected an array, got string");
+  }
+  SUBCASE("padding longer than 2^20 tokens") {
+    const std::string head = R"({"model": {"vocab": {"[UNK]": 0, "[PAD]": 1}}, )" + pre + ", ";
+    fails(s.write("fixed/tokenizer.json", head + R"("padding": {"strategy": {"Fixed": 2000000000}}})"),
+          "/padding/strategy/Fixed: 2000000000 tokens exceeds minibert's padding limit of 1048576");
+    fails(s.write("mult/tokenizer.json", head + R"("padding": {"strategy": "BatchLongest", "pad_to_multiple_of": 1048577}})"),
+          "/padding/pad_to_multiple_of: 1048577 tokens exceeds minibert's padding limit of 1048576");
+    const tokenizer ok = tokenizer::from_pretrained(
+        s.write("ok/tokenizer.json", head + R"("padding": {"strategy": {"Fixed": 1048576}, "pad_to_multiple_of": 8}})"));
+    REQUIRE(ok.spec().padding.has_value());
+    CHECK(ok.spec().padding->max_length == 1048576);
+  }
+}
+
 TEST_CASE("wordpiece: the linear-time algorithm equals MaxMatch") {
   SUBCASE("bert-base-uncased vocabulary, random words") {
     const minibert::vocab& v = bert().spec().vocab;

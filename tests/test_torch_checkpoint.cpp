@@ -224,3 +224,16 @@ TEST_CASE("torch_checkpoint: refuses the legacy format, non-state-dicts and corr
   CHECK(has(shape, "[4, 3]"));
   CHECK(has(shape, "[3, 4]"));
 }
+
+TEST_CASE("torch_checkpoint: refuses a storage count whose byte size overflows 64 bits") {
+  // fuzzing reproducer: 2^62 + 1 float32 elements over a 4-byte record; the unchecked product wrapped to 4, so the
+  // tensor's bytes were a 4-byte span behind a shape of 2^62 + 1 elements (read<T>() ran past the map)
+  const fs::path d = fixtures("huge_storage");
+  const std::string msg = error_of([&] { torch_checkpoint::open(d / "huge_storage.bin"); });
+  CHECK_MESSAGE(has(msg, "[minibert.torch_checkpoint]"), msg);
+  CHECK(has(msg, (d / "huge_storage.bin").string()));
+  CHECK(has(msg, "tensor 'w'"));
+  CHECK(has(msg, "storage 'archive/data/0'"));
+  CHECK(has(msg, "4611686018427387905 elements of F32"));
+  CHECK(has(msg, "overflow"));
+}

@@ -17,6 +17,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <minibert/detail/checked_math.hpp>
+#include <minibert/detail/json_limits.hpp>
 #include <minibert/error.hpp>
 #include <minibert/io/atomic_file.hpp>
 
@@ -133,6 +135,53 @@ namespace detail {
 // the largest size we accept: keeps every product of two sizes inside int64
 inline constexpr std::int64_t config_max_size = INT32_MAX;
 
+/// Most bytes of float32 parameters a config may ask for: 2^40 (1 TiB). bert-large needs 1.3 GB; the cap keeps a
+/// hostile config.json from asking for terabytes (validate() checks it before anything is allocated).
+inline constexpr std::int64_t config_max_parameter_bytes = std::int64_t{1} << 40;
+
+// Refuses a config whose float32 parameters would need more than config_max_parameter_bytes, naming the field with
+// the largest value in the largest part of the model. Sizes are in 1 .. 2^31-1 (checked before), but sums and
+// triple products can pass int64: every step is overflow-checked.
+inline void check_parameter_bytes(std::int64_t V, std::int64_t P, std::int64_t TV, std::int64_t H, std::int64_t L,
+                                  std::int64_t I, std::int64_t labels, const std::string& src) {
+  struct part {
+    const char* what;
+    std::int64_t params;                 // -1: past int64
+    std::pair<const char*, std::int64_t> fields[3];
+  };
+  auto mul = [](std::int64_t a, std::int64_t b) { return a < 0 || b < 0 || !mul_checked(a, b, a) ? -1 : a; };
+  auto add = [](std::int64_t a, std::int64_t b) { return a < 0 || b < 0 || !add_checked(a, b, a) ? -1 : a; };
+  // per layer: Q, K, V, attention output (H x H + H each), 2 LayerNorms (2H each), intermediate (H x I + I), output (I x H + H)
+  const std::int64_t per_layer = add(add(mul(4, add(mul(H, H), H)), mul(4, H)), add(mul(2, mul(H, I)), add(I, H)));
+  const part parts[] = {
+      {"the word embeddings (vocab_size x hidden_size)", mul(V, H), {{"vocab_size", V}, {"hidden_size", H}, {"", 0}}},
+      {"the position embeddings (max_position_embeddings x hidden_size)", mul(P, H),
+       {{"max_position_embeddings", P}, {"hidden_size", H}, {"", 0}}},
+      {"the token type embeddings (type_vocab_size x hidden_size)", mul(TV, H),
+       {{"type_vocab_size", TV}, {"hidden_size", H}, {"", 0}}},
+      {"the encoder layers (num_hidden_layers x (4 hidden_size^2 + 2 hidden_size x intermediate_size + ...))",
+       mul(L, per_layer), {{"num_hidden_layers", L}, {"hidden_size", H}, {"intermediate_size", I}}},
+      {"the pooler and classifier (hidden_size x (hidden_size + num_labels))", add(mul(H, add(H, labels)), add(H, labels)),
+       {{"hidden_size", H}, {"", 0}, {"", 0}}},
+  };
+  std::int64_t total = 0;
+  const part* largest = &parts[0];
+  for (const part& p : parts) {
+    total = add(total, p.params);
+    if (p.params < 0 || (largest->params >= 0 && p.params > largest->params)) largest = &p;
+  }
+  const std::int64_t bytes = mul(total, 4);
+  if (bytes >= 0 && bytes <= config_max_parameter_bytes) return;
+  const std::pair<const char*, std::int64_t>* field = &largest->fields[0];
+  for (const auto& f : largest->fields)
+    if (f.second > field->second) field = &f;
+  const std::string need = bytes < 0 ? "more than 2^63 bytes" : std::to_string(bytes) + " bytes";
+  config_fail(src, field->first,
+              std::to_string(field->second) + " makes the model's float32 parameters need " + need + ", mostly for " +
+                  largest->what + "; minibert's limit is " + std::to_string(config_max_parameter_bytes) +
+                  " bytes (1 TiB)");
+}
+
 inline std::int64_t config_int(const nlohmann::json& v, const std::string& src, const char* field) {
   if (!v.is_number_integer()) config_fail(src, field, "expected an integer, got " + v.dump());
   if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(INT64_MAX))
@@ -160,6 +209,8 @@ inline void bert_config::validate(const std::string& src) const {
   for (const auto& [name, v] : sizes)
     if (v < 1 || v > detail::config_max_size)
       config_fail(src, name, "must be a positive size (1 .. 2^31-1), got " + std::to_string(v));
+  detail::check_parameter_bytes(vocab_size, max_position_embeddings, type_vocab_size, hidden_size, num_hidden_layers,
+                                intermediate_size, num_labels(), src);
   if (hidden_size % num_attention_heads != 0)
     config_fail(src, "num_attention_heads", "hidden_size " + std::to_string(hidden_size) +
                                                 " is not a multiple of num_attention_heads " +
@@ -314,13 +365,8 @@ inline bert_config bert_config::from_file(const std::filesystem::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw error("bert_config", p + ": cannot open for reading");
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::exception& e) {
-    throw error("bert_config", p + ": not valid JSON: " + e.what());
-  }
-  return from_json(j, p);
+  // nesting is capped while parsing: from_json copies unknown fields and dumps bad values, both recursively
+  return from_json(detail::parse_json_limited(text, "bert_config", p), p);
 }
 
 inline nlohmann::json bert_config::to_json() const {

@@ -15,10 +15,14 @@
   forbidden_global.bin   a torch-like zip whose data.pkl calls os.system (it would create OUTDIR/PWNED when run
                          by Python's pickle; minibert must refuse it before anything happens)
   not_a_state_dict.bin   torch.save of {"a": 1}
+  huge_storage.bin       a torch-like zip whose data.pkl claims a float32 storage of 2^62 + 1 elements over a
+                         4-byte record (2^62 + 1 times 4 wraps to 4 in 64 bits) and a tensor of that many elements
 """
 import collections
 import json
+import io
 import os
+import pickle
 import sys
 import zipfile
 
@@ -91,6 +95,35 @@ def main(out):
         z.writestr("archive/version", "3\n")
 
     torch.save({"a": 1}, f"{out}/not_a_state_dict.bin")
+
+    # 2^62 + 1 float32 elements: the byte count wraps to 4, the size of the record that is really there
+    with zipfile.ZipFile(f"{out}/huge_storage.bin", "w", compression=zipfile.ZIP_STORED) as z:
+        z.writestr("archive/data.pkl", huge_storage_pickle(2**62 + 1))
+        z.writestr("archive/data/0", b"\0\0\0\0")
+        z.writestr("archive/version", "3\n")
+
+
+class _FakeStorage:
+    pass
+
+
+class _FakeTensor:
+    def __init__(self, n):
+        self.n = n
+
+    def __reduce__(self):
+        return (torch._utils._rebuild_tensor_v2,
+                (_FakeStorage(), 0, (self.n,), (1,), False, collections.OrderedDict()))
+
+
+def huge_storage_pickle(n):
+    """data.pkl of {'w': a float32 tensor of n elements over storage '0' said to hold n elements}"""
+    class P(pickle.Pickler):
+        def persistent_id(self, obj):
+            return ("storage", torch.FloatStorage, "0", "cpu", n) if isinstance(obj, _FakeStorage) else None
+    buf = io.BytesIO()
+    P(buf, protocol=2).dump(collections.OrderedDict([("w", _FakeTensor(n))]))
+    return buf.getvalue()
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include <minibert/data/dataset.hpp>
+#include <minibert/detail/json_limits.hpp>
 #include <minibert/error.hpp>
 
 namespace minibert {
@@ -332,12 +333,9 @@ inline raw_table read_jsonl(std::string_view content, const read_options& opt, c
   bool resolved = false;
   for_each_line(content, [&](std::size_t line, std::string_view l) {
     if (is_blank(l)) return;
-    nlohmann::ordered_json j; // keeps the file's key order for messages
-    try {
-      j = nlohmann::ordered_json::parse(l.begin(), l.end());
-    } catch (const nlohmann::ordered_json::parse_error& e) {
-      data_fail(source, line, std::string("broken JSON line: ") + e.what());
-    }
+    // keeps the file's key order for messages; nesting is capped while parsing (a bad label's message dumps it)
+    const nlohmann::ordered_json j = detail::parse_json_limited<nlohmann::ordered_json>(
+        l, "data", source + ":" + std::to_string(line), "broken JSON line");
     if (!j.is_object())
       data_fail(source, line, std::string("expected a JSON object per line, found a ") + json_type_name(j));
     std::vector<std::string> keys;

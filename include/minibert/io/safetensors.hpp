@@ -22,6 +22,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <minibert/detail/checked_math.hpp>
+#include <minibert/detail/json_limits.hpp>
 #include <minibert/dtype.hpp>
 #include <minibert/error.hpp>
 #include <minibert/io/atomic_file.hpp>
@@ -111,9 +113,6 @@ inline int st_dtype_rank(minibert::dtype t) {
   return -1;
 }
 
-// a * b for non-negative values, false on overflow past int64
-inline bool mul_checked(std::int64_t a, std::int64_t b, std::int64_t& out) { return !__builtin_mul_overflow(a, b, &out); }
-
 // a JSON value as a non-negative int64, or false
 inline bool st_nonneg(const nlohmann::json& v, std::int64_t& out) {
   if (v.is_number_unsigned()) {
@@ -175,12 +174,9 @@ inline safetensors_file safetensors_file::open(const std::filesystem::path& path
     }
     return true;
   };
-  nlohmann::json header;
-  try {
-    header = nlohmann::json::parse(text, text + n, on_event);
-  } catch (const nlohmann::json::exception& e) {
-    fail(std::string("header is not valid JSON: ") + e.what());
-  }
+  // nesting is capped while parsing (a bad shape's message dumps it, recursively)
+  const nlohmann::json header =
+      detail::parse_json_limited(std::string_view(text, n), "safetensors", p, "header is not valid JSON", on_event);
   if (!header.is_object()) fail("header is not a JSON object");
 
   struct span_rec {

@@ -15,6 +15,7 @@
 #include <utility>       // move
 #include <vector>        // vector
 
+#include <minibert/detail/checked_math.hpp>
 #include <minibert/dtype.hpp>
 #include <minibert/error.hpp>
 #include <minibert/io/mmap_file.hpp>
@@ -31,7 +32,8 @@ public:
   /// data.pkl and of every storage record is verified
   /// @throws minibert::error("torch_checkpoint", "<path>: ...") for a legacy (pre-1.6) or non-zip file, a truncated
   ///   or corrupt zip, a compressed or encrypted entry, a forbidden global or unsupported opcode in data.pkl, a
-  ///   result that is not a dict of name -> tensor, a missing storage record, or a tensor reaching past its storage
+  ///   result that is not a dict of name -> tensor, a missing storage record, a storage or tensor whose byte size
+  ///   overflows 64 bits (named by tensor and storage key), or a tensor reaching past its storage
   static torch_checkpoint open(const std::filesystem::path& path);
 
   const std::vector<std::string>& names() const override { return names_; }
@@ -118,8 +120,13 @@ inline torch_checkpoint torch_checkpoint::open(const std::filesystem::path& path
     const detail::zip_entry* rec = zip.find(rec_name);
     if (rec == nullptr) fail_t(name, "storage record '" + rec_name + "' is missing from the archive");
     const auto data = zip.data(*rec);
-    const std::size_t es = dtype_size(st.type);
-    if (static_cast<std::uint64_t>(st.i) * es != data.size())
+    const auto es = static_cast<std::int64_t>(dtype_size(st.type));
+    // every size below is overflow-checked: a hostile count (2^62 elements of 4 bytes wraps to 0) must not pass
+    std::int64_t st_bytes = 0;
+    if (st.i < 0 || !detail::mul_checked(st.i, es, st_bytes))
+      fail_t(name, "storage '" + rec_name + "': " + std::to_string(st.i) + " elements of " + dtype_name(st.type) +
+                       " overflow a 64-bit byte count");
+    if (static_cast<std::uint64_t>(st_bytes) != data.size())
       fail_t(name, "storage '" + rec_name + "' holds " + std::to_string(data.size()) + " bytes, but the pickle says " +
                        std::to_string(st.i) + " elements of " + dtype_name(st.type));
     if (verified.insert(rec_name).second) zip.verify_crc(*rec);
@@ -136,8 +143,8 @@ inline torch_checkpoint torch_checkpoint::open(const std::filesystem::path& path
     for (std::size_t d = 0; d < ti.shape.size() && !bad; ++d) {
       const std::int64_t s = ti.shape[d], str = ti.strides[d];
       std::int64_t reach = 0;
-      bad = s < 0 || str < 0 || __builtin_mul_overflow(numel, s, &numel) ||
-            (s > 0 && (__builtin_mul_overflow(s - 1, str, &reach) || __builtin_add_overflow(last, reach, &last)));
+      bad = s < 0 || str < 0 || !detail::mul_checked(numel, s, numel) ||
+            (s > 0 && (!detail::mul_checked(s - 1, str, reach) || !detail::add_checked(last, reach, last)));
     }
     if (bad) fail_t(name, "invalid size " + format_shape(ti.shape) + " / stride " + format_shape(ti.strides) +
                               " / offset " + std::to_string(t.i));
@@ -145,8 +152,15 @@ inline torch_checkpoint torch_checkpoint::open(const std::filesystem::path& path
       fail_t(name, "size " + format_shape(ti.shape) + ", stride " + format_shape(ti.strides) + " at offset " +
                        std::to_string(t.i) + " reaches element " + std::to_string(last) + " of a storage of " +
                        std::to_string(st.i));
-    if (numel > 0)
-      ti.bytes = data.subspan(static_cast<std::size_t>(t.i) * es, static_cast<std::size_t>(last - t.i + 1) * es);
+    if (numel > 0) {
+      // last < st.i and st.i * es fits (checked above), so these cannot overflow; checked anyway, never assumed
+      std::int64_t first_byte = 0, span_bytes = 0, end_byte = 0;
+      if (!detail::mul_checked(t.i, es, first_byte) || !detail::mul_checked(last - t.i + 1, es, span_bytes) ||
+          !detail::add_checked(first_byte, span_bytes, end_byte) || static_cast<std::uint64_t>(end_byte) > data.size())
+        fail_t(name, "offset " + std::to_string(t.i) + " and size " + format_shape(ti.shape) + " reach past storage '" +
+                         rec_name + "' (" + std::to_string(data.size()) + " bytes)");
+      ti.bytes = data.subspan(static_cast<std::size_t>(first_byte), static_cast<std::size_t>(span_bytes));
+    }
     ck.infos_.emplace(name, std::move(ti));
     ck.names_.push_back(name);
   }

@@ -17,6 +17,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <minibert/detail/json_limits.hpp>
 #include <minibert/detail/svg.hpp>
 #include <minibert/error.hpp>
 
@@ -212,13 +213,7 @@ inline report_data read_report_json(const std::filesystem::path& path) {
   std::ifstream in(file, std::ios::binary);
   MINIBERT_CHECK(in.good(), "report", file.string() << ": cannot open (write_report leaves report.json in a run directory)");
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw error("report", file.string() + ": not valid JSON: " + e.what());
-  }
-  return report_from_json(j, file.string());
+  return report_from_json(detail::parse_json_limited(text, "report", file.string()), file.string());
 }
 
 } // namespace minibert

@@ -16,6 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <minibert/detail/json_limits.hpp>
 #include <minibert/error.hpp>
 #include <minibert/tokenizer/added_tokens.hpp>
 #include <minibert/tokenizer/decode.hpp>
@@ -55,29 +56,13 @@ namespace detail {
 
 using json = nlohmann::json;
 
-// "line L, column C" of a byte position (1-based, as nlohmann reports it).
-inline std::string line_and_column(std::string_view text, std::size_t byte) {
-  std::size_t line = 1, col = 1;
-  for (std::size_t i = 0; i + 1 < byte && i < text.size(); ++i) {
-    if (text[i] == '\n') {
-      ++line;
-      col = 1;
-    } else {
-      ++col;
-    }
-  }
-  return "line " + std::to_string(line) + ", column " + std::to_string(col);
-}
+/// Longest padding a tokenizer.json may ask for (padding.strategy.Fixed, padding.pad_to_multiple_of): 2^20 tokens.
+/// BERT models take 512; the cap only keeps a hostile file from making every encode() allocate gigabytes.
+inline constexpr std::int64_t max_padding_length = std::int64_t{1} << 20;
 
+// nesting capped at json_max_depth; syntax errors name the line and column, any nlohmann error the file
 inline json parse_json(std::string_view text, const std::string& source) {
-  try {
-    return json::parse(text.begin(), text.end());
-  } catch (const json::parse_error& e) {
-    std::string what = e.what();
-    const std::size_t cut = what.find("parse error");
-    throw error("tokenizer", source + ": malformed JSON at " + line_and_column(text, e.byte) + ": " +
-                                 (cut == std::string::npos ? what : what.substr(cut)));
-  }
+  return parse_json_limited(text, "tokenizer", source, "malformed JSON");
 }
 
 // Typed access to a JSON object with errors that name the file and the key path.
@@ -91,7 +76,11 @@ public:
     MINIBERT_CHECK(j_.contains(key), "tokenizer", source_ << ": missing key " << path_ << "/" << key);
     return json_reader(j_.at(key), source_, path_ + "/" + key);
   }
-  json_reader at(std::size_t i) const { return json_reader(j_.at(i), source_, path_ + "/" + std::to_string(i)); }
+  json_reader at(std::size_t i) const {
+    if (!j_.is_array()) fail("expected an array, got " + std::string(j_.type_name()));
+    if (i >= j_.size()) fail("expected at least " + std::to_string(i + 1) + " entries, got " + std::to_string(j_.size()));
+    return json_reader(j_.at(i), source_, path_ + "/" + std::to_string(i));
+  }
   [[noreturn]] void fail(const std::string& msg) const { throw error("tokenizer", source_ + ": " + path_ + ": " + msg); }
   std::string str() const {
     if (!j_.is_string()) fail("expected a string, got " + std::string(j_.type_name()));
@@ -166,7 +155,11 @@ inline bert_vocab_options read_tokenizer_config(const std::filesystem::path& pat
   const json j = parse_json(text, path.string());
   const json_reader c(j, path.string(), "");
   MINIBERT_CHECK(j.is_object(), "tokenizer", path.string() << ": expected a JSON object");
-  apply_bert_config(c, o);
+  try {
+    apply_bert_config(c, o);
+  } catch (const json::exception& e) { // json_reader checks types; this is the net behind it
+    throw error("tokenizer", path.string() + ": unexpected structure: " + e.what());
+  }
   return o;
 }
 
@@ -201,6 +194,15 @@ inline std::vector<template_piece> parse_template(const json_reader& t, const js
   return out;
 }
 
+// a padding length from tokenizer.json (padding.strategy.Fixed, padding.pad_to_multiple_of), at most max_padding_length
+inline std::size_t padding_length(const json_reader& r) {
+  const std::int64_t n = r.integer();
+  if (n > max_padding_length)
+    r.fail(std::to_string(n) + " tokens exceeds minibert's padding limit of " + std::to_string(max_padding_length) +
+           " (2^20) tokens");
+  return static_cast<std::size_t>(n);
+}
+
 inline side parse_side(const json_reader& r) {
   const std::string d = r.str();
   if (d == "Right" || d == "right") return side::right;
@@ -210,9 +212,19 @@ inline side parse_side(const json_reader& r) {
 
 // A tokenizer.json (tokenizers' serialization) for a BERT WordPiece model. With `config` (a tokenizer_config.json
 // beside it), its casing options replace the normalizer's, as transformers' BertTokenizerFast does.
+inline tokenizer_spec spec_from_parsed_json(const json& j, const std::string& source, const bert_vocab_options* config);
+
 inline tokenizer_spec spec_from_json(std::string_view text, std::string source,
                                      const bert_vocab_options* config = nullptr) {
   const json j = parse_json(text, source);
+  try {
+    return spec_from_parsed_json(j, source, config);
+  } catch (const json::exception& e) { // json_reader checks types and names the field; this is the net behind it
+    throw error("tokenizer", source + ": unexpected structure: " + e.what());
+  }
+}
+
+inline tokenizer_spec spec_from_parsed_json(const json& j, const std::string& source, const bert_vocab_options* config) {
   tokenizer_spec s;
   s.source = source;
   const json_reader root(j, source, "");
@@ -340,12 +352,12 @@ inline tokenizer_spec spec_from_json(std::string_view text, std::string source,
     const json& st = p.at("strategy").value();
     if (st.is_object() && st.contains("Fixed")) {
       o.to = padding_options::strategy::fixed;
-      o.max_length = static_cast<std::size_t>(p.at("strategy").at("Fixed").integer());
+      o.max_length = padding_length(p.at("strategy").at("Fixed"));
     } else if (!(st.is_string() && st.get<std::string>() == "BatchLongest")) {
       p.at("strategy").fail("expected \"BatchLongest\" or {\"Fixed\": n}");
     }
     if (p.has("direction")) o.direction = parse_side(p.at("direction"));
-    if (p.has("pad_to_multiple_of")) o.pad_to_multiple_of = static_cast<std::size_t>(p.at("pad_to_multiple_of").integer());
+    if (p.has("pad_to_multiple_of")) o.pad_to_multiple_of = padding_length(p.at("pad_to_multiple_of"));
     if (p.has("pad_id")) o.pad_id = static_cast<std::int32_t>(p.at("pad_id").integer());
     if (p.has("pad_type_id")) o.pad_type_id = static_cast<std::int32_t>(p.at("pad_type_id").integer());
     s.pad_token = p.str_or("pad_token", s.pad_token);

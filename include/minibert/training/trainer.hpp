@@ -12,6 +12,7 @@
 #include <cstdint>    // int64_t
 #include <filesystem> // path, rename, remove_all
 #include <fstream>    // ifstream
+#include <iterator>   // istreambuf_iterator (trainer_state.json)
 #include <limits>     // infinity
 #include <optional>   // optional
 #include <ostream>    // ostream
@@ -22,6 +23,7 @@
 
 #include <minibert/cpu/parallel.hpp>
 #include <minibert/data.hpp>
+#include <minibert/detail/json_limits.hpp>
 #include <minibert/detail/py_repr.hpp>
 #include <minibert/heads.hpp>
 #include <minibert/io/atomic_file.hpp>
@@ -253,9 +255,13 @@ template <class T> void trainer<T>::save_checkpoint(std::int64_t epoch, std::int
 }
 
 template <class T> void trainer<T>::load_checkpoint(const std::filesystem::path& dir) {
-  const nlohmann::json st = nlohmann::json::parse(std::ifstream(dir / "trainer_state.json"), nullptr, false);
+  const std::filesystem::path state_file = dir / "trainer_state.json";
+  std::ifstream in(state_file, std::ios::binary);
+  MINIBERT_CHECK(in.good(), "trainer", state_file.string() << ": missing or not a minibert trainer state");
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const nlohmann::json st = detail::parse_json_limited(text, "trainer", state_file.string());
   MINIBERT_CHECK(st.is_object() && st.contains("minibert"), "trainer",
-                 (dir / "trainer_state.json").string() << ": missing or not a minibert trainer state");
+                 state_file.string() << ": missing or not a minibert trainer state");
   load_weights(model_, checkpoint::open(dir / "model.safetensors"), dir.string(), nullptr);
   const auto& m = st["minibert"];
   opt_->load_state(checkpoint::open(dir / "optimizer.safetensors"), m["optimizer"]);
