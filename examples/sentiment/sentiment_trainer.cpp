@@ -231,14 +231,11 @@ int cmd_train(int argc, char** argv) {
   model->init_weights(init_gen);
   std::ostringstream warnings;
   if (pretrained) {
-    const load_report rep = load_weights(*model, checkpoint::open_dir(model_dir), model_name, &warnings);
-    // a new head is drawn as transformers draws it after set_seed(seed): torch's generator, same bits
-    torch_generator head_gen(a.seed);
-    init_missing_bert_weights(*model, rep.missing, head_gen, cfg.initializer_range, cfg.pad_token_id.value_or(-1));
+    load_pretrained_weights(*model, model_dir, model_name, a.seed, &warnings); // a new head as transformers draws it
   } else {
     warnings << "NOTE: the model was randomly initialized from " << c.str("config")
-             << " and NOT pretrained: its scores are not those of a pretrained BERT (no pretrained weights exist on "
-                "this machine; pass --model with a downloaded bert-base-uncased to run the reference protocol).\n";
+             << " and NOT pretrained: its scores are not those of a pretrained BERT (pass --model with a pretrained "
+                "BERT, e.g. sentence-transformers/all-MiniLM-L6-v2 or bert-base-uncased, to fine-tune one).\n";
   }
   std::cout << warnings.str() << std::flush;
   std::cout << "Data: " << train.size() << " train / " << validation.size() << " validation"

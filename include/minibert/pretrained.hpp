@@ -136,11 +136,23 @@ load_report load_weights(Model& model, const checkpoint& ck, const std::string& 
   return rep;
 }
 
+/// @brief Load a model directory's checkpoint into `model` (load_weights), then draw what the checkpoint lacks (a new
+/// classifier head) as transformers' from_pretrained draws it right after set_seed(seed): torch's generator, bit for
+/// bit (init_missing_bert_weights).
+template <class Model>
+load_report load_pretrained_weights(Model& model, const std::filesystem::path& dir, const std::string& source,
+                                    std::uint64_t seed, std::ostream* warn) {
+  const load_report rep = load_weights(model, checkpoint::open_dir(dir), source, warn);
+  torch_generator tg(seed);
+  const bert_config& cfg = model.config();
+  init_missing_bert_weights(model, rep.missing, tg, cfg.initializer_range, cfg.pad_token_id.value_or(-1));
+  return rep;
+}
+
 /// @brief Build Model from a model directory (config.json + weights) or a hub id in the local Hugging Face cache
 /// (resolve_model_path): the config is read (then `adjust` may change it, e.g. set labels), weights initialized as
 /// transformers does, then overwritten from the checkpoint; the modules it lacks (a new head) are drawn as
-/// transformers' from_pretrained draws them right after set_seed(gen.seed()), with torch's generator and bit for bit
-/// (init_missing_bert_weights). Warnings go to `warn`, naming the model as given (the
+/// transformers draws them after set_seed(gen.seed()) (load_pretrained_weights). Warnings go to `warn`, naming the model as given (the
 /// id or path, as transformers prints `pretrained_model_name_or_path`) unless `display_name` is set.
 /// @throws minibert::error for a missing or invalid config.json or checkpoint, or mismatched tensors
 template <class Model, class Adjust>
@@ -151,11 +163,7 @@ std::unique_ptr<Model> from_pretrained(const std::filesystem::path& name_or_path
   adjust(cfg);
   auto model = std::make_unique<Model>(cfg);
   model->init_weights(gen);
-  const checkpoint ck = checkpoint::open_dir(dir);
-  const load_report rep = load_weights(*model, ck, display_name.empty() ? name_or_path.string() : display_name, warn);
-  // what the checkpoint lacks (a new classifier head) is drawn as transformers draws it after set_seed(gen.seed())
-  torch_generator tg(gen.seed());
-  init_missing_bert_weights(*model, rep.missing, tg, cfg.initializer_range, cfg.pad_token_id.value_or(-1));
+  load_pretrained_weights(*model, dir, display_name.empty() ? name_or_path.string() : display_name, gen.seed(), warn);
   return model;
 }
 template <class Model>

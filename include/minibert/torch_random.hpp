@@ -28,7 +28,7 @@ public:
 
   /// @brief torch.Generator.manual_seed: mt19937 seeded with the low 32 bits, cached normals dropped
   void manual_seed(std::uint64_t seed);
-  std::uint64_t initial_seed() const { return seed_; }
+  std::uint64_t initial_seed() const { return s_.seed; }
   /// @brief 32 random bits (CPUGeneratorImpl::random)
   std::uint32_t random();
   /// @brief 64 random bits: the first 32-bit draw is the high word (CPUGeneratorImpl::random64)
@@ -45,17 +45,13 @@ public:
     std::optional<double> next_double_normal;
   };
   const state_t& state() const { return s_; }
-  void set_state(const state_t& s) {
-    s_ = s;
-    seed_ = s.seed;
-  }
+  void set_state(const state_t& s) { s_ = s; }
 
   /// @brief the cached second sample of the scalar Box-Muller path (torch's next_double_normal_sample)
   std::optional<double>& next_double_normal() { return s_.next_double_normal; }
 
 private:
   state_t s_;
-  std::uint64_t seed_ = 0;
 };
 
 /// @brief which build of torch's normal_ kernel (n >= 16) to reproduce. avx2: torch 1.13's AVX2 build, which it
@@ -195,7 +191,6 @@ template <class T> inline void normal_fill_16_scalar(T* d, T mean, T std, bool f
 } // namespace detail
 
 inline void torch_generator::manual_seed(std::uint64_t seed) {
-  seed_ = seed;
   s_.seed = seed;
   s_.mt[0] = std::uint32_t(seed & 0xffffffffu);
   for (std::uint32_t j = 1; j < 624; ++j) s_.mt[j] = 1812433253u * (s_.mt[j - 1] ^ (s_.mt[j - 1] >> 30)) + j;
