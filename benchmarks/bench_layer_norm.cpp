@@ -15,6 +15,8 @@
 using namespace minibert;
 
 namespace {
+// the benchmarks run on the main thread: its default CPU context
+context<device::cpu>& ctx = default_context<device::cpu>();
 std::vector<float> random_values(std::int64_t n, std::uint64_t seed) {
   std::vector<float> v(static_cast<std::size_t>(n));
   generator g(seed);
@@ -27,8 +29,8 @@ void validate() {
   const std::int64_t N = 6, C = 768;
   const auto x = random_values(N * C, 1), w = random_values(C, 2), b = random_values(C, 3), dy = random_values(N * C, 4);
   std::vector<float> y(N * C), mean(N), rstd(N), dx(N * C), dw(C, 0.f), db(C, 0.f);
-  backend<device::cpu>::layer_norm_forward(x.data(), w.data(), b.data(), y.data(), mean.data(), rstd.data(), N, C, 1e-12);
-  backend<device::cpu>::layer_norm_backward(dy.data(), x.data(), w.data(), mean.data(), rstd.data(), dx.data(), dw.data(),
+  backend<device::cpu>::layer_norm_forward(ctx, x.data(), w.data(), b.data(), y.data(), mean.data(), rstd.data(), N, C, 1e-12);
+  backend<device::cpu>::layer_norm_backward(ctx, dy.data(), x.data(), w.data(), mean.data(), rstd.data(), dx.data(), dw.data(),
                                             db.data(), N, C);
   auto arr = [](const std::vector<float>& v, ref::dims s) { return ref::array(s, std::vector<double>(v.begin(), v.end())); };
   const auto ry = ref::layer_norm(arr(x, {N, C}), arr(w, {C}), arr(b, {C}), 1e-12);
@@ -50,7 +52,7 @@ static void BM_LayerNormForward_CpuF32(benchmark::State& state) {
   const auto x = random_values(N * C, 1), w = random_values(C, 2), b = random_values(C, 3);
   std::vector<float> y(N * C), mean(N), rstd(N);
   for (auto _ : state) {
-    backend<device::cpu>::layer_norm_forward(x.data(), w.data(), b.data(), y.data(), mean.data(), rstd.data(), N, C, 1e-12);
+    backend<device::cpu>::layer_norm_forward(ctx, x.data(), w.data(), b.data(), y.data(), mean.data(), rstd.data(), N, C, 1e-12);
     benchmark::DoNotOptimize(y.data());
   }
   state.SetBytesProcessed(state.iterations() * 2 * N * C * std::int64_t(sizeof(float)));
@@ -60,9 +62,9 @@ static void BM_LayerNormBackward_CpuF32(benchmark::State& state) {
   const std::int64_t N = state.range(0) * state.range(1), C = state.range(2);
   const auto x = random_values(N * C, 1), w = random_values(C, 2), b = random_values(C, 3), dy = random_values(N * C, 4);
   std::vector<float> y(N * C), mean(N), rstd(N), dx(N * C), dw(C), db(C);
-  backend<device::cpu>::layer_norm_forward(x.data(), w.data(), b.data(), y.data(), mean.data(), rstd.data(), N, C, 1e-12);
+  backend<device::cpu>::layer_norm_forward(ctx, x.data(), w.data(), b.data(), y.data(), mean.data(), rstd.data(), N, C, 1e-12);
   for (auto _ : state) {
-    backend<device::cpu>::layer_norm_backward(dy.data(), x.data(), w.data(), mean.data(), rstd.data(), dx.data(),
+    backend<device::cpu>::layer_norm_backward(ctx, dy.data(), x.data(), w.data(), mean.data(), rstd.data(), dx.data(),
                                               dw.data(), db.data(), N, C);
     benchmark::DoNotOptimize(dx.data());
   }

@@ -16,6 +16,8 @@
 using namespace minibert;
 
 namespace {
+// the benchmarks run on the main thread: its default CPU context
+context<device::cpu>& ctx = default_context<device::cpu>();
 std::vector<float> random_values(std::int64_t n, std::uint64_t seed) {
   std::vector<float> v(static_cast<std::size_t>(n));
   generator g(seed);
@@ -41,8 +43,8 @@ void validate() {
   const auto x = random_values(R * T, 1), dy = random_values(R * T, 2);
   const auto m = key_mask(B, T);
   std::vector<float> y(R * T), dx(R * T);
-  backend<device::cpu>::softmax_forward(x.data(), m.data(), key_rows(B, NH, T), y.data(), R, T);
-  backend<device::cpu>::softmax_backward(y.data(), dy.data(), dx.data(), R, T);
+  backend<device::cpu>::softmax_forward(ctx, x.data(), m.data(), key_rows(B, NH, T), y.data(), R, T);
+  backend<device::cpu>::softmax_backward(ctx, y.data(), dy.data(), dx.data(), R, T);
   std::vector<double> mb(B * T);
   for (std::size_t i = 0; i < mb.size(); ++i) mb[i] = m[i] == 0.f ? 0.0 : -1e300;
   const ref::array rx({B, NH, T, T}, std::vector<double>(x.begin(), x.end()));
@@ -67,7 +69,7 @@ static void BM_SoftmaxForward_CpuF32(benchmark::State& state) {
   const auto m = key_mask(B, T);
   std::vector<float> y(R * T);
   for (auto _ : state) {
-    backend<device::cpu>::softmax_forward(x.data(), m.data(), key_rows(B, NH, T), y.data(), R, T);
+    backend<device::cpu>::softmax_forward(ctx, x.data(), m.data(), key_rows(B, NH, T), y.data(), R, T);
     benchmark::DoNotOptimize(y.data());
   }
   state.SetBytesProcessed(state.iterations() * 2 * R * T * std::int64_t(sizeof(float)));
@@ -77,9 +79,9 @@ static void BM_SoftmaxBackward_CpuF32(benchmark::State& state) {
   const std::int64_t B = state.range(0), T = state.range(1), NH = 12, R = B * NH * T;
   const auto y0 = random_values(R * T, 1), dy = random_values(R * T, 2);
   std::vector<float> y(R * T), dx(R * T);
-  backend<device::cpu>::softmax_forward(y0.data(), (const float*)nullptr, row_broadcast{}, y.data(), R, T);
+  backend<device::cpu>::softmax_forward(ctx, y0.data(), (const float*)nullptr, row_broadcast{}, y.data(), R, T);
   for (auto _ : state) {
-    backend<device::cpu>::softmax_backward(y.data(), dy.data(), dx.data(), R, T);
+    backend<device::cpu>::softmax_backward(ctx, y.data(), dy.data(), dx.data(), R, T);
     benchmark::DoNotOptimize(dx.data());
   }
   state.SetBytesProcessed(state.iterations() * 3 * R * T * std::int64_t(sizeof(float)));

@@ -459,7 +459,7 @@ TEST_CASE("optimizer and scheduler state: save after 5 steps, restore, continue 
     REQUIRE(src.size() == dst.size());
     for (std::size_t i = 0; i < src.size(); ++i) { // a trainer checkpoint stores the fp64 weights too
       auto v = dst[i].second;
-      backend<device::cpu>::copy(src[i].second.value().data(), v.mutable_value().data(), v.numel());
+      backend<device::cpu>::copy(minibert::current_context<device::cpu>(), src[i].second.value().data(), v.mutable_value().data(), v.numel());
     }
   }
   second.opt->load_state(checkpoint::open(d / "optimizer.safetensors"),

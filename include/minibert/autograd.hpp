@@ -18,6 +18,7 @@
 #include <minibert/backend.hpp>
 #include <minibert/error.hpp>
 #include <minibert/tensor.hpp>
+#include <minibert/tensor_ops.hpp>
 
 namespace minibert {
 
@@ -27,12 +28,6 @@ inline bool& grad_mode() {
   return enabled;
 }
 
-/// the value of a one-element device tensor, on the host
-template <class T, class D> T host_scalar(const tensor<T, D>& t) {
-  T v{};
-  backend<D>::download(t.data(), &v, 1);
-  return v;
-}
 } // namespace detail
 
 /// @brief whether ops on this thread record the graph
@@ -78,14 +73,15 @@ template <class T, class Device> struct node {
       grad_owned = false;
       return;
     }
+    auto& ctx = current_context<Device>();
     if (!grad_owned) {
       tensor_t own = tensor_t::empty(grad.shape());
-      backend<Device>::copy(grad.contiguous().data(), own.data(), own.numel());
+      backend<Device>::copy(ctx, contiguous(grad).data(), own.data(), own.numel());
       grad = std::move(own);
       grad_owned = true;
     }
-    const tensor_t gc = g.contiguous();
-    backend<Device>::axpy(T(1), gc.data(), grad.data(), grad.numel());
+    const tensor_t gc = contiguous(g);
+    backend<Device>::axpy(ctx, T(1), gc.data(), grad.data(), grad.numel());
   }
 };
 
@@ -133,9 +129,7 @@ public:
   /// @brief backpropagate from this scalar (seed 1)
   void backward() {
     MINIBERT_CHECK(numel() == 1, "backward", "output of shape " << shape() << " is not a scalar; pass a seed gradient");
-    tensor_t seed = tensor_t::empty(shape());
-    backend<Device>::fill(seed.data(), 1, T(1));
-    backward(seed);
+    backward(full_on<T, Device>(shape(), T(1)));
   }
   /// @brief backpropagate from this value with the given gradient
   void backward(const tensor_t& seed) {

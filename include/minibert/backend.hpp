@@ -1,30 +1,22 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-/* The backend interface: backend<Device> is the op table every device implements (ggml's backend_i, dlib's
-   tt:: functions), as static member templates over raw device pointers of contiguous data. Autograd ops
-   (the ops/ headers) call only this table, so model code never names a device's kernels. The CPU table is in
-   cpu/backend.hpp; the CUDA table is declared in cuda/backend.hpp and defined by cuda/backend_impl.cuh.
+/* The backend contract. backend<Device> is the op table every device implements (ggml's ggml_backend_i, candle's
+   BackendStorage): static member templates over raw pointers to contiguous device data, each taking the device's
+   context<Device> first (stream, library handles, scratch arena, threads), as llm.c passes its cudaStream_t.
+   Autograd ops (ops/*.hpp) call only this table, so model code never names a device's kernels.
 
-   The table (T = element type, I = integer id type; shapes in B,T,C,NH,HS letters):
-     fill(y,n,v)  copy(x,y,n)  axpy(a,x,y,n)  scale(a,x,y,n)  copy_strided(src tensor, dst)
-     binary(op, out_shape, a, a_strides, b, b_strides, out)     sum_to(g, g_shape, out, out_numel, target_strides)
-     sum(x,n) -> double
-     gemm(ta,tb,M,N,K,alpha,A,lda,B,ldb,beta,C,ldc)             gemm_batched(..., strides, batch)
-     activation_forward(act,x,y,n) / activation_backward(act,x,dy,dx,n)
-     layer_norm_forward(inp,w,b,out,mean,rstd,N,C,eps) / layer_norm_backward(dout,inp,w,mean,rstd,dinp,dw,db,N,C)
-     softmax_forward(x,mask,row_broadcast,y,R,L) / softmax_backward(y,dy,dx,R,L)
-     embedding_forward(ids,w,out,N,C) / embedding_backward(ids,dout,dw,N,C)
-     cross_entropy_forward(logits,targets,probs,N,C,ignore,count&) / cross_entropy_backward(...)
-     mse_forward/backward, bce_with_logits_forward/backward
-     dropout_forward(x,y,keep,n,p,seed,base) / dropout_backward(dy,keep,dx,n,p)
-     attention_forward(dims,q,k,v,mask,out,probs,keep,p,seed,base) / attention_backward(dims,dout,q,k,v,mask,probs,keep,p,dq,dk,dv)  attention_probs_ld(T)
-     adamw_step(p,g,m,v,n,coef)   one AdamW update in place (torch.optim.AdamW's single-tensor arithmetic, see
-                                   adamw_coefficients)        sum_squares(x,n) -> double (sum of x^2, in double)
-*/
+   `backend_for<Device, T>` below is the contract as code: one requirement per member, checked at compile time by
+   each backend for the element types it serves (cpu/backend.hpp: float, double; cuda/backend.hpp: float, half,
+   bfloat16). tests/test_backend_contract.cpp builds the whole model, forward and backward, against a stub device
+   that only declares the table. Adding an op = one line here, one kernel per backend, one test body
+   (tests/test_backend_ops.cpp). */
 
-#include <cstdint> // int64_t
+#include <cmath>    // sqrt
+#include <concepts> // same_as, convertible_to
+#include <cstdint>  // int64_t, int32_t, uint8_t, uint64_t
 
 #include <minibert/config.hpp>
+#include <minibert/dtype.hpp>
 #include <minibert/tensor.hpp>
 
 namespace minibert {
@@ -34,6 +26,12 @@ enum class binary_op { add, sub, mul };
 /// @brief activations of the table: GELU in erf form (BERT's "gelu") and tanh form ("gelu_new",
 /// "gelu_pytorch_tanh"), tanh, ReLU
 enum class activation { gelu_erf, gelu_tanh, tanh, relu };
+
+/// @brief The accumulation type of a storage type (PyTorch's acc_type): what statistics, losses, optimizer moments
+/// and master weights are kept in. fp32 for float, half and bfloat16; fp64 for double.
+template <class T> struct accumulate_type { using type = float; };
+template <> struct accumulate_type<double> { using type = double; };
+template <class T> using acc_t = typename accumulate_type<T>::type;
 
 /// @brief shapes and strides of one fused attention call
 struct attention_dims {
@@ -58,15 +56,133 @@ struct row_broadcast {
 };
 
 /// @brief The per-step scalars of one AdamW update, computed in double on the host (as PyTorch computes them in
-/// Python floats) and rounded to T once, as a Scalar argument of a torch op is. adamw_step does, element-wise:
+/// Python floats) and rounded to A (the accumulation type) once, as a Scalar argument of a torch op is.
+/// adamw_step does, element-wise on the master weights p:
 ///   p = p * decay;  m = m * beta1 + (1-beta1) * g;  v = v * beta2 + (1-beta2) * g * g;
 ///   p = p + (neg_step_size * m) / (sqrt(v) / bias_correction2_sqrt + eps)
 /// with decay = 1 - lr * weight_decay, neg_step_size = -lr / (1 - beta1^t), bias_correction2_sqrt = sqrt(1 - beta2^t).
-template <class T> struct adamw_coefficients {
-  T decay, beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step_size;
+template <class A> struct adamw_coefficients {
+  A decay, beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step_size;
 };
 
+/// @brief torch.nn.utils.clip_grad_norm_'s factor max_norm / (norm + 1e-6) from the sum of squares of all gradients,
+/// or 1 when that is >= 1 (torch's clamp) or the norm is not finite (the gradients are then left alone: the caller
+/// decides, as fp16 loss scaling skips the step). Host and device code.
+MINIBERT_HOST_DEVICE double clip_coefficient(double total_sq, double max_norm) {
+  const double total = sqrt(total_sq);
+  if (!(total - total == 0.0)) return 1.0; // inf or NaN
+  const double coef = max_norm / (total + 1e-6);
+  return coef < 1.0 ? coef : 1.0;
+}
+
+/// @brief what a device's calls run in (stream, handles, scratch, threads); specialized by each backend
+template <class Device> struct context;
 /// @brief the op table of one device; specialized by each backend
 template <class Device> struct backend;
+/// @brief the device's default context (one per thread on the CPU; one per process on a GPU, on its own stream)
+template <class Device> context<Device>& default_context();
+
+namespace detail {
+template <class Device> context<Device>*& current_context_slot() {
+  thread_local context<Device>* current = nullptr;
+  return current;
+}
+} // namespace detail
+
+/// @brief The context ops on this thread run in: the device's default context unless a context_scope chose another
+/// (as a CUDA stream guard does in PyTorch). Ops (ops/*.hpp) take it here and pass it to every backend call.
+template <class Device> context<Device>& current_context() {
+  context<Device>* c = detail::current_context_slot<Device>();
+  return c ? *c : default_context<Device>();
+}
+
+/// @brief RAII: ops on this thread run in ctx until the scope ends
+template <class Device> class context_scope {
+public:
+  explicit context_scope(context<Device>& ctx) : prev_(detail::current_context_slot<Device>()) {
+    detail::current_context_slot<Device>() = &ctx;
+  }
+  ~context_scope() { detail::current_context_slot<Device>() = prev_; }
+  context_scope(const context_scope&) = delete;
+  context_scope& operator=(const context_scope&) = delete;
+
+private:
+  context<Device>* prev_;
+};
+
+// ---------------------------------------------------------------------------------------------------------------------
+// The contract. Shapes in B,T,C,NH letters; N rows, C columns; every pointer is device memory of contiguous data
+// unless it says host. Results that are scalars (losses, sums, norms) are written to device memory, so a training
+// step needs no host synchronization; download() is the only call that waits for the device.
+
+template <class Device, class T>
+concept backend_for = requires(context<Device>& ctx, T* y, const T* x, T a, std::int64_t n, const shape& s,
+                               acc_t<T>* acc, const acc_t<T>* cacc, double* sum_dev, const double* csum_dev,
+                               const std::int32_t* ids, const std::int32_t* mask01, std::uint8_t* keep,
+                               const std::uint8_t* ckeep, const row_broadcast& rows, const attention_dims& dims,
+                               typename backend<Device>::template attention_saved<T>& saved,
+                               const typename backend<Device>::template attention_saved<T>& csaved,
+                               const adamw_coefficients<acc_t<T>>& coef, binary_op op, activation act, bool flag,
+                               float p, std::uint64_t seed) {
+  // memory and copies
+  { backend<Device>::fill(ctx, y, n, a) } -> std::same_as<void>;               // y[0,n) = a
+  { backend<Device>::copy(ctx, x, y, n) } -> std::same_as<void>;               // y = x (device to device)
+  { backend<Device>::upload(ctx, x, y, n) } -> std::same_as<void>;             // device y = host x; x reusable on return
+  { backend<Device>::download(ctx, x, y, n) } -> std::same_as<void>;           // host y = device x; waits for the device
+  { backend<Device>::copy_strided(ctx, x, s, s, y) } -> std::same_as<void>;    // y (packed) = view x (sizes, strides)
+  { backend<Device>::copy_into(ctx, x, y, s, s) } -> std::same_as<void>;       // view y (sizes, strides) = packed x
+  { backend<Device>::cast(ctx, x, acc, n) } -> std::same_as<void>;             // acc = float(x) (to master weights)
+  { backend<Device>::synchronize(ctx) } -> std::same_as<void>;                 // wait for the context's work
+  // element-wise
+  { backend<Device>::axpy(ctx, a, x, y, n) } -> std::same_as<void>;            // y += a x
+  { backend<Device>::scale(ctx, a, x, y, n) } -> std::same_as<void>;           // y = a x
+  { backend<Device>::binary(ctx, op, s, x, s, x, s, y) } -> std::same_as<void>; // out = a op b, broadcast strides
+  { backend<Device>::sum_to(ctx, x, s, y, n, s) } -> std::same_as<void>;       // reverse of a broadcast
+  { backend<Device>::sum_all(ctx, x, n, flag, y) } -> std::same_as<void>;      // y[0] = sum (mean if flag), in double
+  { backend<Device>::broadcast_scalar(ctx, x, a, y, n) } -> std::same_as<void>; // y[i] = x[0] / a
+  // matrix products (row-major; alpha, beta in the accumulation type)
+  { backend<Device>::gemm(ctx, flag, flag, n, n, n, *cacc, x, n, x, n, *cacc, y, n) } -> std::same_as<void>;
+  { backend<Device>::gemm_batched(ctx, flag, flag, n, n, n, *cacc, x, n, n, x, n, n, *cacc, y, n, n, n) }
+      -> std::same_as<void>;
+  { backend<Device>::linear_forward(ctx, x, x, x, y, n, n, n) } -> std::same_as<void>;  // (N,K) (C,K)^T + bias (C)
+  { backend<Device>::linear_backward(ctx, x, x, x, y, y, y, n, n, n) } -> std::same_as<void>; // dinp=; dw+=; db+=
+  // activations, normalization, softmax
+  { backend<Device>::activation_forward(ctx, act, x, y, n) } -> std::same_as<void>;
+  { backend<Device>::activation_backward(ctx, act, x, x, y, n) } -> std::same_as<void>;
+  { backend<Device>::layer_norm_forward(ctx, x, x, x, y, acc, acc, n, n, 1e-12) } -> std::same_as<void>; // mean, rstd fp32
+  { backend<Device>::layer_norm_backward(ctx, x, x, x, cacc, cacc, y, y, y, n, n) } -> std::same_as<void>; // dw, db +=
+  { backend<Device>::softmax_forward(ctx, x, x, rows, y, n, n) } -> std::same_as<void>;  // additive mask, rows map
+  { backend<Device>::softmax_backward(ctx, x, x, y, n, n) } -> std::same_as<void>;
+  { backend<Device>::additive_mask(ctx, mask01, y, n) } -> std::same_as<void>;           // 1 -> 0, 0 -> lowest(T)
+  // embeddings (int32 and int64 ids; the backward is deterministic: no float atomics)
+  { backend<Device>::embedding_forward(ctx, ids, x, y, n, n) } -> std::same_as<void>;
+  { backend<Device>::embedding_backward(ctx, ids, x, y, n, n) } -> std::same_as<void>;    // dw[ids[i]] += dout[i]
+  // losses: the forward writes the mean loss to y[0]; the backward reads dloss from device memory
+  { backend<Device>::cross_entropy_forward(ctx, x, ids, y, n, n, n, y, acc) } -> std::same_as<void>; // probs, loss, count
+  { backend<Device>::cross_entropy_backward(ctx, x, ids, x, cacc, y, n, n, n) } -> std::same_as<void>;
+  { backend<Device>::mse_forward(ctx, x, x, n, y) } -> std::same_as<void>;
+  { backend<Device>::mse_backward(ctx, x, x, x, y, n) } -> std::same_as<void>;
+  { backend<Device>::bce_with_logits_forward(ctx, x, x, n, y) } -> std::same_as<void>;
+  { backend<Device>::bce_with_logits_backward(ctx, x, x, x, y, n) } -> std::same_as<void>;
+  // dropout: element i kept when Philox uniform (seed, counter base + i/4, lane i%4) >= p (same on every device)
+  { backend<Device>::dropout_forward(ctx, x, y, keep, n, p, seed, seed) } -> std::same_as<void>;
+  { backend<Device>::dropout_backward(ctx, x, ckeep, y, n, p) } -> std::same_as<void>;
+  // attention: the backend owns what it saves for the backward (attention_saved<T>: probabilities and the dropout
+  // mask on the CPU; a kernel may save a log-sum-exp per row instead)
+  { backend<Device>::attention_forward(ctx, dims, x, x, x, x, y, saved, p, seed, seed) } -> std::same_as<void>;
+  { backend<Device>::attention_backward(ctx, dims, x, x, x, x, x, csaved, p, y, y, y) } -> std::same_as<void>;
+  // optimizer: AdamW on fp32 master weights (acc); the T copy (y) is written when it is not the master itself
+  { backend<Device>::adamw_step(ctx, acc, y, x, acc, acc, n, coef) } -> std::same_as<void>;
+  { backend<Device>::sum_squares(ctx, x, n, sum_dev) } -> std::same_as<void>;  // *sum_dev += sum x^2 (double)
+  { backend<Device>::clip_by_norm(ctx, y, n, csum_dev, 1.0) } -> std::same_as<void>; // torch's clip coefficient
+};
+
+/// @brief Optional members: allocator statistics (a device without a caching allocator need not have them).
+template <class Device>
+concept has_memory_stats = requires(context<Device>& ctx) {
+  { backend<Device>::empty_cache(ctx) } -> std::same_as<void>;
+  { backend<Device>::memory_allocated(ctx) } -> std::convertible_to<std::int64_t>;
+  { backend<Device>::max_memory_allocated(ctx) } -> std::convertible_to<std::int64_t>;
+};
 
 } // namespace minibert

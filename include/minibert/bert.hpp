@@ -8,9 +8,10 @@
 #include <minibert/error.hpp>    // defines: error, MINIBERT_CHECK, MINIBERT_ASSERT
 #include <minibert/dtype.hpp>    // defines: dtype, half, bfloat16
 #include <minibert/tensor.hpp>   // defines: tensor, shape, device::cpu, device::cuda
+#include <minibert/tensor_ops.hpp> // defines: contiguous, clone, zeros_on, to_device, to_host, item (any device)
 #include <minibert/random.hpp>   // defines: generator (Philox)
 #include <minibert/torch_random.hpp> // defines: torch_generator, torch_normal, torch_uniform, torch_randperm
-#include <minibert/backend.hpp>  // defines: backend<Device> (the op table)
+#include <minibert/backend.hpp>  // defines: backend<Device> (the op table), backend_for (the contract), context
 #include <minibert/cpu/backend.hpp> // defines: backend<device::cpu>, set_num_threads
 #include <minibert/autograd.hpp> // defines: variable, node, no_grad, backward
 #include <minibert/ops.hpp>      // defines: every differentiable op

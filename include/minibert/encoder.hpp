@@ -24,7 +24,15 @@ template <class D = device::cpu> struct bert_inputs {
   tensor<std::int32_t, D> input_ids;
   tensor<std::int32_t, D> attention_mask; ///< 1 keep, 0 padding; undefined = all ones
   tensor<std::int32_t, D> token_type_ids; ///< undefined = all zeros
+  tensor<std::int32_t, D> position_ids;   ///< undefined = 0..T-1 in every row (built and uploaded per forward)
 };
+
+/// @brief position ids 0..T-1 for each of B rows, on device D (one upload)
+template <class D> tensor<std::int32_t, D> default_position_ids(std::int64_t B, std::int64_t T) {
+  tensor<std::int32_t, device::cpu> host = tensor<std::int32_t, device::cpu>::empty({B, T});
+  for (std::int64_t i = 0; i < B * T; ++i) host.data()[i] = std::int32_t(i % T);
+  return to_device<D>(host);
+}
 
 /// @brief the activation a config's hidden_act names
 inline activation to_activation(hidden_activation a) {
@@ -62,20 +70,13 @@ public:
     MINIBERT_CHECK(Tn <= position_embeddings.weight.size(0), "bert_embeddings",
                    "input_ids " << in.input_ids.shape() << ": sequence length " << Tn << " > max_position_embeddings "
                                 << position_embeddings.weight.size(0));
-    tensor<std::int32_t, D> pos = tensor<std::int32_t, D>::empty({B, Tn});
-    tensor<std::int32_t, D> types = in.token_type_ids;
-    {
-      // position ids 0..T-1 per row (built on the host, then sent to the device)
-      std::vector<std::int32_t> host(static_cast<std::size_t>(B * Tn));
-      for (std::int64_t i = 0; i < B * Tn; ++i) host[i] = std::int32_t(i % Tn);
-      backend<D>::upload(host.data(), pos.data(), B * Tn);
-      if (!types.defined()) {
-        types = tensor<std::int32_t, D>::empty({B, Tn});
-        backend<D>::fill(types.data(), B * Tn, std::int32_t(0));
-      }
-    }
+    const tensor<std::int32_t, D> pos = in.position_ids.defined() ? in.position_ids : default_position_ids<D>(B, Tn);
+    const tensor<std::int32_t, D> types =
+        in.token_type_ids.defined() ? in.token_type_ids : zeros_on<std::int32_t, D>({B, Tn});
     MINIBERT_CHECK(types.shape() == in.input_ids.shape(), "bert_embeddings",
                    "token_type_ids " << types.shape() << " for input_ids " << in.input_ids.shape());
+    MINIBERT_CHECK(pos.shape() == in.input_ids.shape(), "bert_embeddings",
+                   "position_ids " << pos.shape() << " for input_ids " << in.input_ids.shape());
     auto e = word_embeddings.forward(in.input_ids) + token_type_embeddings.forward(types);
     e = e + position_embeddings.forward(pos);
     return dropout(LayerNorm.forward(e), p_, this->training(), gen);
@@ -237,18 +238,14 @@ public:
     if (pooler) out.pooler_output = pooler->forward(h);
     return out;
   }
-  /// @brief (1 - attention_mask) * lowest(T) as (B,T), as transformers' extended attention mask
+  /// @brief (1 - attention_mask) * lowest(T) as (B,T), as transformers' extended attention mask, built on the device
   static tensor<T, D> additive_mask(const bert_inputs<D>& in) {
     if (!in.attention_mask.defined()) return tensor<T, D>();
     MINIBERT_CHECK(in.attention_mask.shape() == in.input_ids.shape(), "bert_model",
                    "attention_mask " << in.attention_mask.shape() << " for input_ids " << in.input_ids.shape());
-    const std::int64_t n = in.attention_mask.numel();
-    std::vector<std::int32_t> m(static_cast<std::size_t>(n));
-    backend<D>::download(in.attention_mask.contiguous().data(), m.data(), n);
-    std::vector<T> add(static_cast<std::size_t>(n));
-    for (std::int64_t i = 0; i < n; ++i) add[i] = m[i] ? T(0) : std::numeric_limits<T>::lowest();
-    tensor<T, D> out = tensor<T, D>::empty(in.attention_mask.shape());
-    backend<D>::upload(add.data(), out.data(), n);
+    const tensor<std::int32_t, D> m = contiguous(in.attention_mask);
+    tensor<T, D> out = tensor<T, D>::empty(m.shape());
+    backend<D>::additive_mask(current_context<D>(), m.data(), out.data(), m.numel());
     return out;
   }
 

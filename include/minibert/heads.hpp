@@ -53,9 +53,10 @@ public:
     if (k == problem_kind::single_label_classification) return cross_entropy(logits, labels);
     MINIBERT_CHECK(k == problem_kind::regression, "bert_for_sequence_classification",
                    "integer labels " << labels.shape() << " given for a multi_label_classification head");
-    std::vector<std::int32_t> host(static_cast<std::size_t>(labels.numel()));
-    backend<D>::download(labels.contiguous().data(), host.data(), labels.numel());
-    return loss(logits, to_values(std::vector<T>(host.begin(), host.end()), labels.shape()));
+    const tensor<std::int32_t, device::cpu> host = to_host(labels);
+    tensor<T, device::cpu> values = tensor<T, device::cpu>::empty(host.shape());
+    for (std::int64_t i = 0; i < host.numel(); ++i) values.data()[i] = T(host.data()[i]);
+    return loss(logits, to_device<D>(values));
   }
   /// @brief loss for float targets: MSE for regression (targets (B) or (B,1)), BCE with logits for
   /// multi-label (targets (B, num_labels) in [0,1])
@@ -75,11 +76,6 @@ public:
   linear_layer<T, D> classifier;
 
 private:
-  static tensor<T, D> to_values(const std::vector<T>& v, const shape& s) {
-    tensor<T, D> t = tensor<T, D>::empty(s);
-    backend<D>::upload(v.data(), t.data(), t.numel());
-    return t;
-  }
   float p_;
 };
 

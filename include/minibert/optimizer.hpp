@@ -7,6 +7,7 @@
    so they work on any device. */
 
 #include <algorithm>     // any_of
+#include <array>         // array (state tensors)
 #include <cctype>        // tolower
 #include <cmath>         // pow, sqrt, isfinite
 #include <cstdint>       // int64_t
@@ -26,6 +27,7 @@
 #include <minibert/io/checkpoint.hpp>
 #include <minibert/io/safetensors.hpp>
 #include <minibert/tensor.hpp>
+#include <minibert/tensor_ops.hpp>
 
 namespace minibert {
 
@@ -56,14 +58,16 @@ struct adamw_options {
   double eps = 1e-8;
 };
 
-/// @brief one parameter's AdamW state (torch: state[p] = {step, exp_avg, exp_avg_sq}), created at its first update
+/// @brief one parameter's AdamW state (torch: state[p] = {step, exp_avg, exp_avg_sq}), created at its first update,
+/// in the accumulation type acc_t<T> (fp32 for 16-bit parameters), with the fp32 master weights of a 16-bit
+/// parameter (undefined when the parameter is its own master: float, double)
 template <class T, class D> struct adamw_state {
-  tensor<T, D> exp_avg, exp_avg_sq;
+  tensor<acc_t<T>, D> exp_avg, exp_avg_sq, master;
   std::int64_t step = 0;
 };
 
-/// @brief An optimizer checkpoint: safetensors entries ("state.<param>.exp_avg", "state.<param>.exp_avg_sq", on the
-/// host) and the scalars as JSON ({"optimizer": "adamw", "betas", "eps", "param_groups": [{"params": [names],
+/// @brief An optimizer checkpoint: safetensors entries ("state.<param>.exp_avg", "state.<param>.exp_avg_sq", and
+/// "state.<param>.master" for 16-bit parameters; on the host, in the accumulation type T) and the scalars as JSON ({"optimizer": "adamw", "betas", "eps", "param_groups": [{"params": [names],
 /// "weight_decay"}], "state": {"<param>": {"step": n}}}). The entries point into `buffers`; move-only for that reason.
 template <class T> struct optimizer_state {
   std::vector<safetensors_entry> entries;
@@ -102,7 +106,7 @@ public:
   const adamw_state<T, D>* state(const std::string& name) const;
 
   /// @brief a host copy of the state, for save_safetensors(path, st.entries) plus the JSON scalars
-  optimizer_state<T> state_entries() const;
+  optimizer_state<acc_t<T>> state_entries() const;
   /// @brief restores a state written from state_entries(): hyperparameters (betas, eps, weight decays; the saved
   /// values win, as in torch's load_state_dict) and every parameter's moments and step. All or nothing: on error
   /// the optimizer is unchanged.
@@ -111,6 +115,8 @@ public:
   void load_state(const checkpoint& ck, const nlohmann::json& scalars);
 
 private:
+  using A = acc_t<T>;
+  using acc_tensor = tensor<A, D>;
   struct slot {
     adamw_state<T, D> st;
     bool initialized = false;
@@ -124,10 +130,13 @@ private:
 
 /// @brief torch.nn.utils.clip_grad_norm_ (L2): the norm of all gradients together (parameters without a gradient
 /// are skipped), accumulated in double; if it exceeds max_norm, every gradient is multiplied by
-/// max_norm / (norm + 1e-6). Unlike torch, a non-finite norm leaves the gradients untouched (the caller decides:
-/// skip the step, as fp16 loss scaling does).
-/// @return the norm before clipping
+/// max_norm / (norm + 1e-6) (clip_coefficient). Unlike torch, a non-finite norm leaves the gradients untouched (the
+/// caller decides: skip the step, as fp16 loss scaling does). Runs on the device without waiting for it.
+/// @return the sum of squares of the gradients before clipping, a (1) double tensor on the device
 /// @throws minibert::error if max_norm is negative or not finite
+template <class T, class D>
+tensor<double, D> clip_grad_norm_on_device(const std::vector<variable<T, D>>& params, double max_norm);
+/// @brief clip_grad_norm_on_device, then the norm before clipping on the host (waits for the device)
 template <class T, class D> double clip_grad_norm(const std::vector<variable<T, D>>& params, double max_norm);
 
 // ------------------------------------------------------------------------------------------------------------------
@@ -175,10 +184,7 @@ inline void check_weight_decay(double wd, std::size_t group) {
 template <class T, class D> const tensor<T, D>& owned_contiguous_grad(const variable<T, D>& p) {
   auto& n = *p.node_ptr();
   if (!n.grad_owned || !n.grad.is_contiguous()) {
-    const tensor<T, D> src = backend<D>::contiguous(n.grad);
-    tensor<T, D> own = tensor<T, D>::empty(n.grad.shape());
-    backend<D>::copy(src.data(), own.data(), own.numel());
-    n.grad = std::move(own);
+    n.grad = clone(n.grad);
     n.grad_owned = true;
   }
   return n.grad;
@@ -221,11 +227,14 @@ template <class T, class D> void adamw<T, D>::step(double lr) {
       MINIBERT_CHECK(p.value().is_contiguous(), "adamw", "parameter '" << groups_[g].names[i] << "' is a strided view");
       slot& s = slots_[g][i];
       const std::int64_t n = p.numel();
+      auto& ctx = current_context<D>();
       if (!s.initialized) { // torch: zeros_like(p) at the first step that sees a gradient
-        s.st.exp_avg = tensor_t::empty(p.shape());
-        s.st.exp_avg_sq = tensor_t::empty(p.shape());
-        backend<D>::fill(s.st.exp_avg.data(), n, T(0));
-        backend<D>::fill(s.st.exp_avg_sq.data(), n, T(0));
+        s.st.exp_avg = zeros_on<A, D>(p.shape());
+        s.st.exp_avg_sq = zeros_on<A, D>(p.shape());
+        if constexpr (!std::is_same_v<T, A>) { // fp32 master weights of a 16-bit parameter
+          s.st.master = acc_tensor::empty(p.shape());
+          backend<D>::cast(ctx, p.value().data(), s.st.master.data(), n);
+        }
         s.st.step = 0;
         s.initialized = true;
       }
@@ -235,13 +244,16 @@ template <class T, class D> void adamw<T, D>::step(double lr) {
       const double bias_correction1 = 1.0 - std::pow(opt_.beta1, t);
       const double bias_correction2 = 1.0 - std::pow(opt_.beta2, t);
       const double step_size = lr / bias_correction1;
-      const adamw_coefficients<T> c{T(1.0 - lr * wd),          T(opt_.beta1),
-                                    T(1.0 - opt_.beta1),       T(opt_.beta2),
-                                    T(1.0 - opt_.beta2),       T(std::sqrt(bias_correction2)),
-                                    T(opt_.eps),               T(-step_size)};
-      const tensor_t grad = backend<D>::contiguous(p.grad());
-      backend<D>::adamw_step(p.mutable_value().data(), grad.data(), s.st.exp_avg.data(), s.st.exp_avg_sq.data(), n,
-                             c);
+      const adamw_coefficients<A> c{A(1.0 - lr * wd),          A(opt_.beta1),
+                                    A(1.0 - opt_.beta1),       A(opt_.beta2),
+                                    A(1.0 - opt_.beta2),       A(std::sqrt(bias_correction2)),
+                                    A(opt_.eps),               A(-step_size)};
+      const tensor_t grad = contiguous(p.grad());
+      T* param = p.mutable_value().data();
+      A* master = nullptr;
+      if constexpr (std::is_same_v<T, A>) master = param;
+      else master = s.st.master.data();
+      backend<D>::adamw_step(ctx, master, param, grad.data(), s.st.exp_avg.data(), s.st.exp_avg_sq.data(), n, c);
     }
   }
 }
@@ -250,6 +262,15 @@ template <class T, class D> void adamw<T, D>::zero_grad() {
   for (auto& grp : groups_)
     for (auto& p : grp.params) p.zero_grad();
 }
+
+namespace detail {
+/// the tensors of one parameter's state with their checkpoint suffixes, in checkpoint order
+template <class S> auto state_tensors(S& st) {
+  using tensor_ptr = decltype(&st.exp_avg);
+  return std::array<std::pair<const char*, tensor_ptr>, 3>{
+      {{"exp_avg", &st.exp_avg}, {"exp_avg_sq", &st.exp_avg_sq}, {"master", &st.master}}};
+}
+} // namespace detail
 
 template <class T, class D> auto adamw<T, D>::find(const std::string& name) const -> const slot* {
   for (std::size_t g = 0; g < groups_.size(); ++g)
@@ -263,12 +284,12 @@ template <class T, class D> const adamw_state<T, D>* adamw<T, D>::state(const st
   return s && s->initialized ? &s->st : nullptr;
 }
 
-template <class T, class D> optimizer_state<T> adamw<T, D>::state_entries() const {
-  optimizer_state<T> out;
+template <class T, class D> optimizer_state<acc_t<T>> adamw<T, D>::state_entries() const {
+  optimizer_state<A> out;
   nlohmann::json groups = nlohmann::json::array(), states = nlohmann::json::object();
   std::size_t count = 0;
   for (const auto& row : slots_)
-    for (const auto& s : row) count += s.initialized ? 2 : 0;
+    for (const auto& s : row) count += s.initialized ? 3 : 0;
   out.buffers.reserve(count); // entries point into the buffers: no reallocation after the first push
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     groups.push_back({{"params", groups_[g].names}, {"weight_decay", groups_[g].weight_decay}});
@@ -277,11 +298,11 @@ template <class T, class D> optimizer_state<T> adamw<T, D>::state_entries() cons
       if (!s.initialized) continue;
       const std::string& name = groups_[g].names[i];
       states[name] = {{"step", s.st.step}};
-      for (const auto& [suffix, t] : {std::pair<const char*, const tensor_t*>{"exp_avg", &s.st.exp_avg},
-                                      std::pair<const char*, const tensor_t*>{"exp_avg_sq", &s.st.exp_avg_sq}}) {
-        std::vector<T>& host = out.buffers.emplace_back(static_cast<std::size_t>(t->numel()));
-        backend<D>::download(t->data(), host.data(), t->numel());
-        out.entries.push_back({"state." + name + "." + suffix, dtype_v<T>, t->shape().to_vector(), host.data()});
+      for (const auto& [suffix, t] : detail::state_tensors(s.st)) {
+        if (!t->defined()) continue;
+        std::vector<A>& host = out.buffers.emplace_back(static_cast<std::size_t>(t->numel()));
+        backend<D>::download(current_context<D>(), t->data(), host.data(), t->numel());
+        out.entries.push_back({"state." + name + "." + suffix, dtype_v<A>, t->shape().to_vector(), host.data()});
       }
     }
   }
@@ -340,18 +361,19 @@ template <class T, class D> void adamw<T, D>::load_state(const checkpoint& ck, c
       slot& s = next[g][i];
       s.st.step = js["step"].get<std::int64_t>();
       const variable_t& p = groups_[g].params[i];
-      for (const auto& [suffix, dst] : {std::pair<const char*, tensor_t*>{"exp_avg", &s.st.exp_avg},
-                                  std::pair<const char*, tensor_t*>{"exp_avg_sq", &s.st.exp_avg_sq}}) {
+      if constexpr (!std::is_same_v<T, A>) s.st.master = acc_tensor::empty(p.shape());
+      for (const auto& [suffix, dst] : detail::state_tensors(s.st)) {
+        if (!dst->defined() && suffix != std::string_view("master")) *dst = acc_tensor::empty(p.shape());
+        if (!dst->defined()) continue;
         const std::string tname = "state." + name + "." + suffix;
         MINIBERT_CHECK(ck.contains(tname), "adamw", where << "tensor '" << tname << "' not found");
         const auto& shp = ck.info(tname).shape;
         MINIBERT_CHECK(shp == p.shape().to_vector(), "adamw",
                        where << "tensor '" << tname << "' has shape " << format_shape(shp) << ", parameter '" << name
                              << "' has " << format_shape(p.shape().to_vector()));
-        std::vector<T> host(static_cast<std::size_t>(p.numel()));
-        ck.read<T>(tname, host.data(), std::span<const std::int64_t>(shp));
-        *dst = tensor_t::empty(p.shape());
-        backend<D>::upload(host.data(), dst->data(), p.numel());
+        std::vector<A> host(static_cast<std::size_t>(p.numel()));
+        ck.read<A>(tname, host.data(), std::span<const std::int64_t>(shp));
+        backend<D>::upload(current_context<D>(), host.data(), dst->data(), p.numel());
       }
       s.initialized = true;
     }
@@ -363,25 +385,27 @@ template <class T, class D> void adamw<T, D>::load_state(const checkpoint& ck, c
   slots_ = std::move(next);
 }
 
-template <class T, class D> double clip_grad_norm(const std::vector<variable<T, D>>& params, double max_norm) {
+template <class T, class D>
+tensor<double, D> clip_grad_norm_on_device(const std::vector<variable<T, D>>& params, double max_norm) {
   MINIBERT_CHECK(std::isfinite(max_norm) && max_norm >= 0.0, "clip_grad_norm", "max_norm " << max_norm);
-  double sq = 0.0;
+  auto& ctx = current_context<D>();
+  tensor<double, D> sum_sq = zeros_on<double, D>({1});
   for (const auto& p : params) {
     if (!p.defined() || !p.has_grad()) continue;
-    const tensor<T, D> g = backend<D>::contiguous(p.grad());
-    sq += backend<D>::sum_squares(g.data(), g.numel());
+    const tensor<T, D> g = contiguous(p.grad());
+    backend<D>::sum_squares(ctx, g.data(), g.numel(), sum_sq.data());
   }
-  const double total = std::sqrt(sq);
-  if (!std::isfinite(total)) return total;
-  const double coef = max_norm / (total + 1e-6);
-  if (coef >= 1.0) return total; // torch multiplies by the clamped coefficient 1: a no-op
   no_grad guard;
   for (const auto& p : params) {
     if (!p.defined() || !p.has_grad()) continue;
     const tensor<T, D>& g = detail::owned_contiguous_grad(p);
-    backend<D>::scale(T(coef), g.data(), g.data(), g.numel());
+    backend<D>::clip_by_norm(ctx, g.data(), g.numel(), sum_sq.data(), max_norm);
   }
-  return total;
+  return sum_sq;
+}
+
+template <class T, class D> double clip_grad_norm(const std::vector<variable<T, D>>& params, double max_norm) {
+  return std::sqrt(item(clip_grad_norm_on_device(params, max_norm)));
 }
 
 } // namespace minibert

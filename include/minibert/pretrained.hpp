@@ -87,7 +87,7 @@ load_report load_weights(Model& model, const checkpoint& ck, const std::string& 
     const std::vector<std::int64_t> want = t.shape().to_vector();
     std::vector<T> host(static_cast<std::size_t>(t.numel()));
     ck.read<T>(it->second, host.data(), std::span<const std::int64_t>(want));
-    backend<D>::upload(host.data(), t.data(), t.numel());
+    backend<D>::upload(current_context<D>(), host.data(), t.data(), t.numel());
     used.insert(it->second);
   }
   for (const auto& k : ck.names()) {
@@ -187,9 +187,9 @@ template <class Model> void save_pretrained(const Model& model, const std::files
   const auto params = model.named_parameters();
   host.reserve(params.size());
   for (auto& [name, v] : params) {
-    const tensor<T, D> t = v.value().contiguous();
+    const tensor<T, D> t = contiguous(v.value());
     std::vector<T> h(static_cast<std::size_t>(t.numel()));
-    backend<D>::download(t.data(), h.data(), t.numel());
+    backend<D>::download(current_context<D>(), t.data(), h.data(), t.numel());
     host.emplace_back(h.begin(), h.end());
     entries.push_back({name, dtype::f32, t.shape().to_vector(), host.back().data()});
   }

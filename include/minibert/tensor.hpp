@@ -121,6 +121,47 @@ inline shape contiguous_strides(const shape& s) {
   return st;
 }
 
+namespace detail {
+/// @brief Calls f(offset, o, inner, inner_stride) for each innermost row of a strided view of `sizes`: offset is
+/// the row's first element (in elements from the view's start), o its position in row-major order.
+template <class F> void for_each_strided_row(const shape& sizes, const shape& strides, F&& f) {
+  const std::int64_t n = sizes.numel();
+  if (n == 0) return;
+  const int r = sizes.rank();
+  if (r == 0) {
+    f(std::int64_t(0), std::int64_t(0), std::int64_t(1), std::int64_t(1));
+    return;
+  }
+  const std::int64_t inner = sizes[r - 1], istride = strides[r - 1];
+  std::array<std::int64_t, max_rank> idx{};
+  for (std::int64_t o = 0; o < n; o += inner) { // odometer over all dims but the last
+    std::int64_t off = 0;
+    for (int k = 0; k < r - 1; ++k) off += idx[k] * strides[k];
+    f(off, o, inner, istride);
+    for (int k = r - 2; k >= 0; --k) {
+      if (++idx[k] < sizes[k]) break;
+      idx[k] = 0;
+    }
+  }
+}
+/// @brief dst (packed, row-major) = the strided view (sizes, strides) starting at src (host memory)
+template <class T> void gather_strided(const T* src, const shape& sizes, const shape& strides, T* dst) {
+  if (sizes.numel() > 0 && (strides == contiguous_strides(sizes) || sizes.numel() == 1)) {
+    std::copy(src, src + sizes.numel(), dst);
+    return;
+  }
+  for_each_strided_row(sizes, strides, [&](std::int64_t off, std::int64_t o, std::int64_t inner, std::int64_t st) {
+    for (std::int64_t j = 0; j < inner; ++j) dst[o + j] = src[off + j * st];
+  });
+}
+/// @brief the strided view (sizes, strides) starting at dst = src (packed, row-major; host memory)
+template <class T> void scatter_strided(const T* src, T* dst, const shape& sizes, const shape& strides) {
+  for_each_strided_row(sizes, strides, [&](std::int64_t off, std::int64_t o, std::int64_t inner, std::int64_t st) {
+    for (std::int64_t j = 0; j < inner; ++j) dst[off + j * st] = src[o + j];
+  });
+}
+} // namespace detail
+
 /// @brief Reference-counted, uninitialized device buffer of n elements of T.
 template <class T, class Device> class storage {
 public:
@@ -229,7 +270,11 @@ public:
     }
     MINIBERT_CHECK(s.numel() == numel(), "reshape",
                    shape_ << " -> " << s << ": " << numel() << " elements != " << s.numel());
-    if (!is_contiguous()) return contiguous().reshape(s);
+    if (!is_contiguous()) {
+      if constexpr (std::is_same_v<Device, device::cpu>) return contiguous().reshape(s);
+      else throw error("reshape", "a strided view " + shape_.str() + " on " + Device::name +
+                                      ": pack it first with minibert::contiguous(t)");
+    }
     tensor t = *this;
     t.shape_ = s;
     t.strides_ = contiguous_strides(s);
@@ -305,27 +350,7 @@ public:
 private:
   static void copy_strided(const tensor& src, T* dst) {
     static_assert(std::is_same_v<Device, device::cpu>, "strided copy: CPU only");
-    const std::int64_t n = src.numel();
-    if (n == 0) return;
-    if (src.is_contiguous()) {
-      std::copy(src.data(), src.data() + n, dst);
-      return;
-    }
-    // odometer over all dims but the last, inner loop over the last
-    const int r = src.rank();
-    const std::int64_t inner = src.shape_[r - 1], istride = src.strides_[r - 1];
-    std::array<std::int64_t, max_rank> idx{};
-    const T* base = src.data();
-    for (std::int64_t o = 0; o < n; o += inner) {
-      std::int64_t off = 0;
-      for (int k = 0; k < r - 1; ++k) off += idx[k] * src.strides_[k];
-      const T* p = base + off;
-      for (std::int64_t j = 0; j < inner; ++j) dst[o + j] = p[j * istride];
-      for (int k = r - 2; k >= 0; --k) {
-        if (++idx[k] < src.shape_[k]) break;
-        idx[k] = 0;
-      }
-    }
+    detail::gather_strided(src.data(), src.shape_, src.strides_, dst);
   }
 
   std::shared_ptr<storage<T, Device>> storage_;

@@ -16,21 +16,23 @@
 
 namespace minibert::cpu {
 
-/// @brief One AdamW step in place over n elements: p (param), g (grad), m (exp_avg), v (exp_avg_sq).
-/// The expression order is torch's (mul_ then add_ for m, addcmul_ for v, addcdiv_ with value = -step_size),
-/// so fp64 results agree to rounding; per element this is elementwise only, so no thread ever shares data.
-template <class T>
-void adamw_step(T* p, const T* g, T* m, T* v, std::int64_t n, const adamw_coefficients<T>& c) {
-  using arr = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
-  using carr = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>;
+/// @brief One AdamW step in place over n elements: p (master weights, accumulation type A), g (grad), m (exp_avg),
+/// v (exp_avg_sq); when `copy` is not null (16-bit parameters) it receives T(p). The expression order is torch's
+/// (mul_ then add_ for m, addcmul_ for v, addcdiv_ with value = -step_size), so fp64 results agree to rounding; per
+/// element this is elementwise only, so no thread ever shares data.
+template <class A, class T>
+void adamw_step(A* p, T* copy, const T* g, A* m, A* v, std::int64_t n, const adamw_coefficients<A>& c) {
+  using arr = Eigen::Map<Eigen::Array<A, Eigen::Dynamic, 1>>;
   detail::parallel_for(n, 24, [&](std::int64_t b, std::int64_t e) {
     const std::int64_t len = e - b;
     arr pp(p + b, len), mm(m + b, len), vv(v + b, len);
-    carr gg(g + b, len);
+    const auto gg = Eigen::Map<const Eigen::Array<T, Eigen::Dynamic, 1>>(g + b, len).template cast<A>();
     pp = pp * c.decay;
     mm = mm * c.beta1 + c.one_minus_beta1 * gg;
     vv = vv * c.beta2 + c.one_minus_beta2 * gg * gg;
     pp = pp + (c.neg_step_size * mm) / (vv.sqrt() / c.bias_correction2_sqrt + c.eps);
+    if (copy && static_cast<const void*>(copy) != static_cast<const void*>(p))
+      for (std::int64_t i = b; i < e; ++i) copy[i] = T(p[i]);
   });
 }
 

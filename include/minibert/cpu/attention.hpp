@@ -13,6 +13,7 @@
 #include <vector>  // vector (key lengths)
 
 #include <minibert/backend.hpp>
+#include <minibert/cpu/context.hpp>
 #include <minibert/cpu/gemm.hpp>
 #include <minibert/cpu/parallel.hpp>
 #include <minibert/cpu/softmax.hpp>
@@ -44,16 +45,18 @@ template <class T> std::vector<std::int64_t> key_lengths(const T* mask, std::int
 /// @brief forward; probs (B,NH,T,ldp) receives softmax(S) (ldp = attention_probs_ld(T); columns past a row's
 /// key length are zero); keep (same layout) the dropout mask when p > 0
 template <class T>
-void attention_forward(const attention_dims& d, const T* q, const T* k, const T* v, const T* mask, T* out, T* probs,
+void attention_forward(context<device::cpu>& ctx, const attention_dims& d, const T* q, const T* k, const T* v, const T* mask, T* out, T* probs,
                        std::uint8_t* keep, float p, std::uint64_t seed, std::uint64_t base) {
   const std::int64_t B = d.B, Tn = d.T, NH = d.NH, HS = d.HS(), ld = d.ld_qkv, C = d.C, ldp = attention_probs_ld(Tn);
   const T scale = T(1) / std::sqrt(T(HS));
   const T keep_scale = p > 0 ? T(1) / (T(1) - T(p)) : T(1);
   const std::vector<std::int64_t> klen = detail::key_lengths(mask, B, Tn);
-  detail::parallel_for(B * NH, 4 * Tn * Tn * HS, [&](std::int64_t b0, std::int64_t b1) {
-    // scratch rows 64-byte aligned like the saved probabilities: Eigen's reductions group elements by address
-    const tensor<T> dropped_buf = tensor<T>::zeros({p > 0 ? Tn * ldp : 0});
-    T* dropped = dropped_buf.data();
+  // one scratch block of T x ldp per thread chunk, rows 64-byte aligned like the saved probabilities (Eigen's
+  // reductions group elements by address)
+  const std::int64_t per_chunk = p > 0 ? Tn * ldp : 0;
+  T* scratch = ctx.scratch<T>(per_chunk * detail::parallel_chunks(B * NH, 4 * Tn * Tn * HS));
+  detail::parallel_for_chunks(B * NH, 4 * Tn * Tn * HS, [&](int chunk, std::int64_t b0, std::int64_t b1) {
+    T* dropped = scratch + chunk * per_chunk;
     for (std::int64_t bh = b0; bh < b1; ++bh) {
       const std::int64_t b = bh / NH, h = bh % NH, L = klen[b];
       const std::int64_t off = b * Tn * ld + h * HS;
@@ -84,17 +87,18 @@ void attention_forward(const attention_dims& d, const T* q, const T* k, const T*
 
 /// @brief backward: dq, dk, dv (B,T,C, row stride ld) are overwritten with the gradients
 template <class T>
-void attention_backward(const attention_dims& d, const T* dout, const T* q, const T* k, const T* v, const T* mask,
+void attention_backward(context<device::cpu>& ctx, const attention_dims& d, const T* dout, const T* q, const T* k, const T* v, const T* mask,
                         const T* probs, const std::uint8_t* keep, float p, T* dq, T* dk, T* dv) {
   const std::int64_t B = d.B, Tn = d.T, NH = d.NH, HS = d.HS(), ld = d.ld_qkv, C = d.C, ldp = attention_probs_ld(Tn);
   const T scale = T(1) / std::sqrt(T(HS));
   const T keep_scale = p > 0 ? T(1) / (T(1) - T(p)) : T(1);
   const std::vector<std::int64_t> klen = detail::key_lengths(mask, B, Tn);
-  detail::parallel_for(B * NH, 8 * Tn * Tn * HS, [&](std::int64_t b0, std::int64_t b1) {
-    // scratch rows 64-byte aligned like the saved probabilities: Eigen's reductions group elements by address
-    const tensor<T> dP_buf = tensor<T>::zeros({Tn * ldp}), dropped_buf = tensor<T>::zeros({p > 0 ? Tn * ldp : 0});
-    T* dP = dP_buf.data();
-    T* dropped = dropped_buf.data();
+  // per thread chunk: dP and (with dropout) the dropped probabilities, T x ldp each, rows 64-byte aligned
+  const std::int64_t per_chunk = (p > 0 ? 2 : 1) * Tn * ldp;
+  T* scratch = ctx.scratch<T>(per_chunk * detail::parallel_chunks(B * NH, 8 * Tn * Tn * HS));
+  detail::parallel_for_chunks(B * NH, 8 * Tn * Tn * HS, [&](int chunk, std::int64_t b0, std::int64_t b1) {
+    T* dP = scratch + chunk * per_chunk;
+    T* dropped = dP + Tn * ldp;
     for (std::int64_t bh = b0; bh < b1; ++bh) {
       const std::int64_t b = bh / NH, h = bh % NH, L = klen[b];
       const std::int64_t off = b * Tn * ld + h * HS, ooff = b * Tn * C + h * HS;

@@ -42,23 +42,13 @@ template <class T> void scale(T a, const T* x, T* y, std::int64_t n) {
   });
 }
 
-/// @brief dst (a strided view) = src (contiguous, same shape)
-template <class T> void copy_into(const T* src, const tensor<T, device::cpu>& dst) {
-  const std::int64_t n = dst.numel();
-  if (n == 0) return;
-  const int r = dst.rank();
-  const std::int64_t inner = dst.shape()[r - 1], istride = dst.strides()[r - 1];
-  std::array<std::int64_t, max_rank> idx{};
-  T* base = dst.data();
-  for (std::int64_t o = 0; o < n; o += inner) {
-    std::int64_t off = 0;
-    for (int k = 0; k < r - 1; ++k) off += idx[k] * dst.strides()[k];
-    for (std::int64_t j = 0; j < inner; ++j) base[off + j * istride] = src[o + j];
-    for (int k = r - 2; k >= 0; --k) {
-      if (++idx[k] < dst.shape()[k]) break;
-      idx[k] = 0;
-    }
-  }
+/// @brief y (packed) = the strided view (sizes, strides) at x
+template <class T> void copy_strided(const T* x, const shape& sizes, const shape& strides, T* y) {
+  minibert::detail::gather_strided(x, sizes, strides, y);
+}
+/// @brief the strided view (sizes, strides) at y = x (packed)
+template <class T> void copy_into(const T* x, T* y, const shape& sizes, const shape& strides) {
+  minibert::detail::scatter_strided(x, y, sizes, strides);
 }
 
 /// @brief out (shape) = a op b, where a and b are read through strides in out's rank (0 on broadcast dims).

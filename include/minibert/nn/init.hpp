@@ -37,7 +37,7 @@ template <class T, class D> void init_bert_weights(const module<T, D>& m, genera
       if (ends_with(name, "word_embeddings.weight") && pad_token_id >= 0 && pad_token_id < t.size(0))
         std::fill(host.begin() + pad_token_id * t.size(1), host.begin() + (pad_token_id + 1) * t.size(1), T(0));
     }
-    backend<D>::upload(host.data(), t.data(), t.numel());
+    backend<D>::upload(current_context<D>(), host.data(), t.data(), t.numel());
   }
 }
 
@@ -77,7 +77,7 @@ void init_missing_bert_weights(const module<T, D>& m, const std::vector<std::str
     } else {
       std::fill(host.begin(), host.end(), T(0));
     }
-    if (lacking.count(name)) backend<D>::upload(host.data(), t.data(), t.numel());
+    if (lacking.count(name)) backend<D>::upload(current_context<D>(), host.data(), t.data(), t.numel());
   }
 }
 

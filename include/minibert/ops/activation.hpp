@@ -10,13 +10,15 @@ namespace minibert {
 
 /// @brief act(x) element-wise
 template <class T, class D> variable<T, D> activate(const variable<T, D>& x, activation act) {
-  const tensor<T, D> xc = x.value().contiguous();
+  const tensor<T, D> xc = contiguous(x.value());
   tensor<T, D> out = tensor<T, D>::empty(xc.shape());
-  backend<D>::activation_forward(act, xc.data(), out.data(), out.numel());
+  auto& ctx = current_context<D>();
+  backend<D>::activation_forward(ctx, act, xc.data(), out.data(), out.numel());
   return make_result(std::move(out), "activation", {&x}, [=] {
     return [=](const tensor<T, D>& g, node<T, D>& self) {
+      auto& ctx = current_context<D>();
       tensor<T, D> dx = tensor<T, D>::empty(xc.shape());
-      backend<D>::activation_backward(act, xc.data(), g.contiguous().data(), dx.data(), dx.numel());
+      backend<D>::activation_backward(ctx, act, xc.data(), contiguous(g).data(), dx.data(), dx.numel());
       self.accumulate(0, std::move(dx));
     };
   });

@@ -5,13 +5,54 @@
    The mask is additive (B,T) over keys (0 keep, a large negative value to mask), as BERT's padding mask.
    self_attention takes q, k, v as the column blocks of one (B,T,3C) projection (no copies, one QKV GEMM). */
 
-#include <cstdint> // uint8_t
+#include <array>   // array (operands)
+#include <cstdint> // int64_t, uint64_t
 
 #include <minibert/autograd.hpp>
 #include <minibert/backend.hpp>
 #include <minibert/random.hpp>
 
 namespace minibert {
+
+namespace detail {
+/// One attention graph node for both entry points. Operand j (q, k, v) is buffers[j] read from element offset[j]
+/// with row stride dims.ld_qkv; it belongs to graph input which[j], whose gradient receives dq/dk/dv at the same
+/// place. attention(q, k, v): three inputs at offset 0; self_attention(qkv): one input at offsets 0, C, 2C.
+/// What the forward keeps for the backward is the backend's attention_saved<T>.
+template <class T, class D, std::size_t Inputs>
+variable<T, D> attention_node(const char* op, const attention_dims& dims, const std::array<const variable<T, D>*, Inputs>& inputs,
+                              const std::array<int, 3>& which, const std::array<std::int64_t, 3>& offset,
+                              const tensor<T, D>& mask, float p, generator& gen) {
+  std::array<tensor<T, D>, Inputs> x;
+  for (std::size_t i = 0; i < Inputs; ++i) x[i] = contiguous(inputs[i]->value());
+  const tensor<T, D> mc = mask.defined() ? contiguous(mask) : tensor<T, D>();
+  const T* m = mc.defined() ? mc.data() : nullptr;
+  auto operand = [&](const auto& bufs, int j) { return bufs[std::size_t(which[j])].data() + offset[j]; };
+  auto& ctx = current_context<D>();
+  tensor<T, D> out = tensor<T, D>::empty({dims.B, dims.T, dims.C});
+  typename backend<D>::template attention_saved<T> saved;
+  // the dropout draw covers (B,NH,T,T) positions, whatever the backend saves
+  const std::uint64_t base = p > 0 ? gen.reserve(std::uint64_t(dims.B * dims.NH * dims.T * dims.T)) : 0;
+  backend<D>::attention_forward(ctx, dims, operand(x, 0), operand(x, 1), operand(x, 2), m, out.data(), saved, p,
+                                gen.seed(), base);
+  // the closure owns the mask, the inputs and the saved state: the caller's tensors may be gone by the backward
+  const auto make_backward = [=] {
+    return [=](const tensor<T, D>& g, node<T, D>& self) {
+      std::array<tensor<T, D>, Inputs> dx;
+      for (std::size_t i = 0; i < Inputs; ++i) dx[i] = tensor<T, D>::empty(x[i].shape());
+      const T* mm = mc.defined() ? mc.data() : nullptr;
+      auto in = [&](int j) { return x[std::size_t(which[j])].data() + offset[j]; };
+      auto grad = [&](int j) { return dx[std::size_t(which[j])].data() + offset[j]; };
+      backend<D>::attention_backward(current_context<D>(), dims, contiguous(g).data(), in(0), in(1), in(2), mm, saved, p,
+                                     grad(0), grad(1), grad(2));
+      for (std::size_t i = 0; i < Inputs; ++i) self.accumulate(i, std::move(dx[i]));
+    };
+  };
+  if constexpr (Inputs == 3) return make_result(std::move(out), op, {inputs[0], inputs[1], inputs[2]}, make_backward);
+  else return make_result(std::move(out), op, {inputs[0]}, make_backward);
+}
+
+} // namespace detail
 
 /// @brief multi-head scaled dot-product attention with dropout p on the probabilities (when training)
 /// @param mask additive key mask (B,T), or undefined for none
@@ -26,29 +67,8 @@ variable<T, D> attention(const variable<T, D>& q, const variable<T, D>& k, const
   MINIBERT_CHECK((!mask.defined() || mask.shape() == shape{B, Tn}), "attention",
                  "mask " << mask.shape() << " for q " << q.shape() << ": expected (" << B << "," << Tn << ")");
   MINIBERT_CHECK(p >= 0.0f && p < 1.0f, "attention", "dropout probability " << p << " outside [0, 1)");
-  const float pe = training ? p : 0.0f;
-  const attention_dims dims{B, Tn, C, num_heads, C};
-  const tensor<T, D> qc = q.value().contiguous(), kc = k.value().contiguous(), vc = v.value().contiguous();
-  const tensor<T, D> mc = mask.defined() ? mask.contiguous() : tensor<T, D>();
-  tensor<T, D> out = tensor<T, D>::empty(qc.shape());
-  tensor<T, D> probs = tensor<T, D>::empty({B, num_heads, Tn, backend<D>::attention_probs_ld(Tn)});
-  tensor<std::uint8_t, D> keep = pe > 0 ? tensor<std::uint8_t, D>::empty(probs.shape()) : tensor<std::uint8_t, D>();
-  // the dropout draw covers (B,NH,T,T) positions, whatever the saved layout
-  const std::uint64_t base = pe > 0 ? gen.reserve(std::uint64_t(B * num_heads * Tn * Tn)) : 0;
-  backend<D>::attention_forward(dims, qc.data(), kc.data(), vc.data(), mc.defined() ? mc.data() : (const T*)nullptr,
-                                out.data(), probs.data(), keep.data(), pe, gen.seed(), base);
-  return make_result(std::move(out), "attention", {&q, &k, &v}, [=] {
-    return [=](const tensor<T, D>& g, node<T, D>& self) {
-      tensor<T, D> dq = tensor<T, D>::empty(qc.shape()), dk = tensor<T, D>::empty(qc.shape()),
-                   dv = tensor<T, D>::empty(qc.shape());
-      backend<D>::attention_backward(dims, g.contiguous().data(), qc.data(), kc.data(), vc.data(),
-                                     mc.defined() ? mc.data() : (const T*)nullptr, probs.data(),
-                                     keep.data(), pe, dq.data(), dk.data(), dv.data());
-      self.accumulate(0, std::move(dq));
-      self.accumulate(1, std::move(dk));
-      self.accumulate(2, std::move(dv));
-    };
-  });
+  return detail::attention_node<T, D, 3>("attention", {B, Tn, C, num_heads, C}, {&q, &k, &v}, {0, 1, 2}, {0, 0, 0}, mask,
+                                         training ? p : 0.0f, gen);
 }
 
 /// @brief attention over the column blocks [q | k | v] of qkv (B,T,3C), as produced by one linear layer with the
@@ -64,27 +84,8 @@ variable<T, D> self_attention(const variable<T, D>& qkv, const tensor<T, D>& mas
   MINIBERT_CHECK((!mask.defined() || mask.shape() == shape{B, Tn}), "self_attention",
                  "mask " << mask.shape() << " for qkv " << qkv.shape() << ": expected (" << B << "," << Tn << ")");
   MINIBERT_CHECK(p >= 0.0f && p < 1.0f, "self_attention", "dropout probability " << p << " outside [0, 1)");
-  const float pe = training ? p : 0.0f;
-  const attention_dims dims{B, Tn, C, num_heads, 3 * C};
-  const tensor<T, D> x = qkv.value().contiguous();
-  const tensor<T, D> mc = mask.defined() ? mask.contiguous() : tensor<T, D>();
-  tensor<T, D> out = tensor<T, D>::empty({B, Tn, C});
-  tensor<T, D> probs = tensor<T, D>::empty({B, num_heads, Tn, backend<D>::attention_probs_ld(Tn)});
-  tensor<std::uint8_t, D> keep = pe > 0 ? tensor<std::uint8_t, D>::empty(probs.shape()) : tensor<std::uint8_t, D>();
-  const std::uint64_t base = pe > 0 ? gen.reserve(std::uint64_t(B * num_heads * Tn * Tn)) : 0;
-  backend<D>::attention_forward(dims, x.data(), x.data() + C, x.data() + 2 * C,
-                                mc.defined() ? mc.data() : (const T*)nullptr, out.data(), probs.data(), keep.data(), pe,
-                                gen.seed(), base);
-  // the closure owns the mask (mc), the inputs and the probabilities: the caller's tensors may be gone by backward
-  return make_result(std::move(out), "self_attention", {&qkv}, [=] {
-    return [=](const tensor<T, D>& g, node<T, D>& self) {
-      tensor<T, D> dx = tensor<T, D>::empty(x.shape());
-      backend<D>::attention_backward(dims, g.contiguous().data(), x.data(), x.data() + C, x.data() + 2 * C,
-                                     mc.defined() ? mc.data() : (const T*)nullptr,
-                                     probs.data(), keep.data(), pe, dx.data(), dx.data() + C, dx.data() + 2 * C);
-      self.accumulate(0, std::move(dx));
-    };
-  });
+  return detail::attention_node<T, D, 1>("self_attention", {B, Tn, C, num_heads, 3 * C}, {&qkv}, {0, 0, 0},
+                                         {0, C, 2 * C}, mask, training ? p : 0.0f, gen);
 }
 
 } // namespace minibert

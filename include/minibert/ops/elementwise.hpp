@@ -38,16 +38,18 @@ inline shape broadcast_strides(const shape& t, const shape& out) {
 template <class T, class D> tensor<T, D> reduce_to(const tensor<T, D>& g, const shape& target) {
   if (g.shape() == target) return g;
   tensor<T, D> out = tensor<T, D>::empty(target);
-  const tensor<T, D> gc = g.contiguous();
-  backend<D>::sum_to(gc.data(), gc.shape(), out.data(), out.numel(), broadcast_strides(target, g.shape()));
+  const tensor<T, D> gc = contiguous(g);
+  auto& ctx = current_context<D>();
+  backend<D>::sum_to(ctx, gc.data(), gc.shape(), out.data(), out.numel(), broadcast_strides(target, g.shape()));
   return out;
 }
 template <class T, class D>
 tensor<T, D> binary_values(binary_op op, const char* name, const tensor<T, D>& a, const tensor<T, D>& b) {
   const shape out_shape = broadcast_shapes(name, a.shape(), b.shape());
-  const tensor<T, D> ac = a.contiguous(), bc = b.contiguous();
+  const tensor<T, D> ac = contiguous(a), bc = contiguous(b);
   tensor<T, D> out = tensor<T, D>::empty(out_shape);
-  backend<D>::binary(op, out_shape, ac.data(), broadcast_strides(ac.shape(), out_shape), bc.data(),
+  auto& ctx = current_context<D>();
+  backend<D>::binary(ctx, op, out_shape, ac.data(), broadcast_strides(ac.shape(), out_shape), bc.data(),
                      broadcast_strides(bc.shape(), out_shape), out.data());
   return out;
 }
@@ -59,6 +61,7 @@ template <class T, class D> variable<T, D> add(const variable<T, D>& a, const va
   const shape sa = a.shape(), sb = b.shape();
   return make_result(std::move(out), "add", {&a, &b}, [=] {
     return [=](const tensor<T, D>& g, node<T, D>& self) {
+      auto& ctx = current_context<D>();
       self.accumulate(0, detail::reduce_to(g, sa));
       self.accumulate(1, detail::reduce_to(g, sb));
     };
@@ -71,10 +74,11 @@ template <class T, class D> variable<T, D> sub(const variable<T, D>& a, const va
   const shape sa = a.shape(), sb = b.shape();
   return make_result(std::move(out), "sub", {&a, &b}, [=] {
     return [=](const tensor<T, D>& g, node<T, D>& self) {
+      auto& ctx = current_context<D>();
       self.accumulate(0, detail::reduce_to(g, sa));
       if (self.needs(1)) {
         tensor<T, D> r = detail::reduce_to(g, sb), neg = tensor<T, D>::empty(sb);
-        backend<D>::scale(T(-1), r.contiguous().data(), neg.data(), neg.numel());
+        backend<D>::scale(ctx, T(-1), contiguous(r).data(), neg.data(), neg.numel());
         self.accumulate(1, std::move(neg));
       }
     };
@@ -94,13 +98,15 @@ template <class T, class D> variable<T, D> mul(const variable<T, D>& a, const va
 
 /// @brief s * x for a constant s
 template <class T, class D> variable<T, D> scale(const variable<T, D>& x, T s) {
-  const tensor<T, D> xc = x.value().contiguous();
+  const tensor<T, D> xc = contiguous(x.value());
   tensor<T, D> out = tensor<T, D>::empty(x.shape());
-  backend<D>::scale(s, xc.data(), out.data(), out.numel());
+  auto& ctx = current_context<D>();
+  backend<D>::scale(ctx, s, xc.data(), out.data(), out.numel());
   return make_result(std::move(out), "scale", {&x}, [=] {
     return [=](const tensor<T, D>& g, node<T, D>& self) {
+      auto& ctx = current_context<D>();
       tensor<T, D> dx = tensor<T, D>::empty(g.shape());
-      backend<D>::scale(s, g.contiguous().data(), dx.data(), dx.numel());
+      backend<D>::scale(ctx, s, contiguous(g).data(), dx.data(), dx.numel());
       self.accumulate(0, std::move(dx));
     };
   });

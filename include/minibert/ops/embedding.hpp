@@ -16,7 +16,7 @@ template <class T, class D, class I>
 variable<T, D> embedding(const variable<T, D>& weight, const tensor<I, D>& ids) {
   MINIBERT_CHECK(weight.rank() == 2, "embedding", "weight " << weight.shape() << " must be (V, C)");
   const std::int64_t V = weight.size(0), C = weight.size(1);
-  const tensor<I, D> ic = ids.contiguous();
+  const tensor<I, D> ic = contiguous(ids);
   const std::int64_t N = ic.numel();
   if constexpr (std::is_same_v<D, device::cpu>) {
     for (std::int64_t i = 0; i < N; ++i)
@@ -28,12 +28,14 @@ variable<T, D> embedding(const variable<T, D>& weight, const tensor<I, D>& ids) 
   so.push_back(C);
   tensor<T, D> out = tensor<T, D>::empty(so);
   const shape ws = weight.shape();
-  backend<D>::embedding_forward(ic.data(), weight.value().contiguous().data(), out.data(), N, C);
+  auto& ctx = current_context<D>();
+  backend<D>::embedding_forward(ctx, ic.data(), contiguous(weight.value()).data(), out.data(), N, C);
   return make_result(std::move(out), "embedding", {&weight}, [=] {
     return [=](const tensor<T, D>& g, node<T, D>& self) {
+      auto& ctx = current_context<D>();
       tensor<T, D> dw = tensor<T, D>::empty(ws);
-      backend<D>::fill(dw.data(), dw.numel(), T(0));
-      backend<D>::embedding_backward(ic.data(), g.contiguous().data(), dw.data(), N, C);
+      backend<D>::fill(ctx, dw.data(), dw.numel(), T(0));
+      backend<D>::embedding_backward(ctx, ic.data(), contiguous(g).data(), dw.data(), N, C);
       self.accumulate(0, std::move(dw));
     };
   });

@@ -15,23 +15,26 @@ variable<T, D> layer_norm(const variable<T, D>& x, const variable<T, D>& weight,
   MINIBERT_CHECK((weight.shape() == shape{C} && bias.shape() == shape{C}), "layer_norm",
                  "input " << x.shape() << " with weight " << weight.shape() << " and bias " << bias.shape()
                           << ": expected (" << C << ")");
-  const tensor<T, D> xc = x.value().contiguous();
+  const tensor<T, D> xc = contiguous(x.value());
   const std::int64_t N = xc.numel() / (C ? C : 1);
-  tensor<T, D> out = tensor<T, D>::empty(xc.shape()), mean = tensor<T, D>::empty({N}), rstd = tensor<T, D>::empty({N});
-  const tensor<T, D> w = weight.value().contiguous();
-  backend<D>::layer_norm_forward(xc.data(), w.data(), bias.value().contiguous().data(), out.data(), mean.data(), rstd.data(), N, C, eps);
+  tensor<T, D> out = tensor<T, D>::empty(xc.shape());
+  tensor<acc_t<T>, D> mean = tensor<acc_t<T>, D>::empty({N}), rstd = tensor<acc_t<T>, D>::empty({N}); // fp32 statistics
+  const tensor<T, D> w = contiguous(weight.value());
+  auto& ctx = current_context<D>();
+  backend<D>::layer_norm_forward(ctx, xc.data(), w.data(), contiguous(bias.value()).data(), out.data(), mean.data(), rstd.data(), N, C, eps);
   return make_result(std::move(out), "layer_norm", {&x, &weight, &bias}, [=] {
     return [=](const tensor<T, D>& g, node<T, D>& self) {
+      auto& ctx = current_context<D>();
       tensor<T, D> dx = tensor<T, D>::empty(xc.shape()), dw, db;
       if (self.needs(1)) {
         dw = tensor<T, D>::empty({C});
-        backend<D>::fill(dw.data(), C, T(0));
+        backend<D>::fill(ctx, dw.data(), C, T(0));
       }
       if (self.needs(2)) {
         db = tensor<T, D>::empty({C});
-        backend<D>::fill(db.data(), C, T(0));
+        backend<D>::fill(ctx, db.data(), C, T(0));
       }
-      backend<D>::layer_norm_backward(g.contiguous().data(), xc.data(), w.data(), mean.data(), rstd.data(), dx.data(),
+      backend<D>::layer_norm_backward(ctx, contiguous(g).data(), xc.data(), w.data(), mean.data(), rstd.data(), dx.data(),
                                       dw.data(), db.data(), N, C);
       self.accumulate(0, std::move(dx));
       if (self.needs(1)) self.accumulate(1, std::move(dw));

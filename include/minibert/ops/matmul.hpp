@@ -31,28 +31,30 @@ variable<T, D> matmul(const variable<T, D>& a, const variable<T, D>& b, bool tra
   for (int i = 0; i < sa.rank() - 2; ++i) so.push_back(sa[i]);
   so.push_back(M);
   so.push_back(N);
-  const tensor<T, D> ac = a.value().contiguous(), bc = b.value().contiguous();
+  const tensor<T, D> ac = contiguous(a.value()), bc = contiguous(b.value());
   tensor<T, D> out = tensor<T, D>::empty(so);
   const std::int64_t lda = trans_a ? M : K, ldb = trans_b ? K : N;
   const std::int64_t stride_b = shared_b ? 0 : K * N;
-  backend<D>::gemm_batched(trans_a, trans_b, M, N, K, T(1), ac.data(), lda, M * K, bc.data(), ldb, stride_b, T(0),
+  auto& ctx = current_context<D>();
+  backend<D>::gemm_batched(ctx, trans_a, trans_b, M, N, K, T(1), ac.data(), lda, M * K, bc.data(), ldb, stride_b, T(0),
                            out.data(), N, M * N, batch);
   return make_result(std::move(out), "matmul", {&a, &b}, [=] {
     return [=](const tensor<T, D>& g, node<T, D>& self) {
-      const tensor<T, D> gc = g.contiguous();
+      auto& ctx = current_context<D>();
+      const tensor<T, D> gc = contiguous(g);
       if (self.needs(0)) { // d op(A) = dC op(B)^T
         tensor<T, D> da = tensor<T, D>::empty(ac.shape());
         if (!trans_a)
-          backend<D>::gemm_batched(false, !trans_b, M, K, N, T(1), gc.data(), N, M * N, bc.data(), ldb, stride_b, T(0),
+          backend<D>::gemm_batched(ctx, false, !trans_b, M, K, N, T(1), gc.data(), N, M * N, bc.data(), ldb, stride_b, T(0),
                                    da.data(), K, M * K, batch);
         else // dA = op(B) dC^T
-          backend<D>::gemm_batched(trans_b, true, K, M, N, T(1), bc.data(), ldb, stride_b, gc.data(), N, M * N, T(0),
+          backend<D>::gemm_batched(ctx, trans_b, true, K, M, N, T(1), bc.data(), ldb, stride_b, gc.data(), N, M * N, T(0),
                                    da.data(), M, M * K, batch);
         self.accumulate(0, std::move(da));
       }
       if (self.needs(1)) { // d op(B) = op(A)^T dC; a shared B sums over the batch (beta = 1)
         tensor<T, D> db = tensor<T, D>::empty(bc.shape());
-        if (shared_b) backend<D>::fill(db.data(), db.numel(), T(0));
+        if (shared_b) backend<D>::fill(ctx, db.data(), db.numel(), T(0));
         const T beta = shared_b ? T(1) : T(0);
         const std::int64_t sdb = shared_b ? 0 : K * N;
         // with a shared B every batch adds into the same matrix: run serially, one GEMM per batch
@@ -61,10 +63,10 @@ variable<T, D> matmul(const variable<T, D>& a, const variable<T, D>& b, bool tra
           const T* A0 = ac.data() + i * M * K;
           const T* G0 = gc.data() + i * M * N;
           if (!trans_b)
-            backend<D>::gemm_batched(!trans_a, false, K, N, M, T(1), A0, lda, M * K, G0, N, M * N, beta, db.data(), N,
+            backend<D>::gemm_batched(ctx, !trans_a, false, K, N, M, T(1), A0, lda, M * K, G0, N, M * N, beta, db.data(), N,
                                      sdb, nb);
           else // dB = dC^T op(A)
-            backend<D>::gemm_batched(true, trans_a, N, K, M, T(1), G0, N, M * N, A0, lda, M * K, beta, db.data(), K,
+            backend<D>::gemm_batched(ctx, true, trans_a, N, K, M, T(1), G0, N, M * N, A0, lda, M * K, beta, db.data(), K,
                                      sdb, nb);
         }
         self.accumulate(1, std::move(db));
@@ -83,28 +85,30 @@ variable<T, D> linear(const variable<T, D>& x, const variable<T, D>& weight, con
                                                                       << "^T: inner dims " << x.size(-1) << " != " << K);
   if (bias.defined())
     MINIBERT_CHECK(bias.rank() == 1 && bias.size(0) == C, "linear", "bias " << bias.shape() << " for weight " << weight.shape());
-  const tensor<T, D> xc = x.value().contiguous();
+  const tensor<T, D> xc = contiguous(x.value());
   const std::int64_t N = xc.numel() / K;
   shape so = x.shape();
   so[so.rank() - 1] = C;
   tensor<T, D> out = tensor<T, D>::empty(so);
-  const tensor<T, D> w = weight.value().contiguous();
-  backend<D>::linear_forward(xc.data(), w.data(), bias.defined() ? bias.value().contiguous().data() : (const T*)nullptr, out.data(),
+  const tensor<T, D> w = contiguous(weight.value());
+  auto& ctx = current_context<D>();
+  backend<D>::linear_forward(ctx, xc.data(), w.data(), bias.defined() ? contiguous(bias.value()).data() : (const T*)nullptr, out.data(),
                              N, K, C);
   return make_result(std::move(out), "linear", {&x, &weight, &bias}, [=] {
     return [=](const tensor<T, D>& g, node<T, D>& self) {
-      const tensor<T, D> gc = g.contiguous();
+      auto& ctx = current_context<D>();
+      const tensor<T, D> gc = contiguous(g);
       tensor<T, D> dx, dw, db;
       if (self.needs(0)) dx = tensor<T, D>::empty(xc.shape());
       if (self.needs(1)) {
         dw = tensor<T, D>::empty(w.shape());
-        backend<D>::fill(dw.data(), dw.numel(), T(0));
+        backend<D>::fill(ctx, dw.data(), dw.numel(), T(0));
       }
       if (self.needs(2)) {
         db = tensor<T, D>::empty({C});
-        backend<D>::fill(db.data(), C, T(0));
+        backend<D>::fill(ctx, db.data(), C, T(0));
       }
-      backend<D>::linear_backward(gc.data(), xc.data(), w.data(), dx.data(), dw.data(), db.data(), N, K, C);
+      backend<D>::linear_backward(ctx, gc.data(), xc.data(), w.data(), dx.data(), dw.data(), db.data(), N, K, C);
       if (self.needs(0)) self.accumulate(0, std::move(dx));
       if (self.needs(1)) self.accumulate(1, std::move(dw));
       if (self.needs(2)) self.accumulate(2, std::move(db));

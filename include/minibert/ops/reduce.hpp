@@ -9,22 +9,18 @@ namespace minibert {
 
 namespace detail {
 template <class T, class D> variable<T, D> reduce_all(const variable<T, D>& x, bool mean, const char* op) {
-  const tensor<T, D> xc = x.value().contiguous();
+  const tensor<T, D> xc = contiguous(x.value());
   const std::int64_t n = xc.numel();
-  double s = backend<D>::sum(xc.data(), n);
-  if (mean) {
-    MINIBERT_CHECK(n > 0, op, "mean of an empty tensor of shape " << x.shape());
-    s /= double(n);
-  }
+  MINIBERT_CHECK(!mean || n > 0, op, "mean of an empty tensor of shape " << x.shape());
+  auto& ctx = current_context<D>();
   tensor<T, D> out = tensor<T, D>::empty({1});
-  backend<D>::fill(out.data(), 1, T(s));
+  backend<D>::sum_all(ctx, xc.data(), n, mean, out.data());
   const shape xs = x.shape();
   return make_result(std::move(out), op, {&x}, [=] {
     return [=](const tensor<T, D>& g, node<T, D>& self) {
-      // the seed gradient lives on the device: read it through a host copy of one element
-      const T gv = host_scalar(g);
-      tensor<T, D> dx = tensor<T, D>::empty(xs);
-      backend<D>::fill(dx.data(), dx.numel(), mean ? T(gv / T(n)) : gv);
+      auto& ctx = current_context<D>();
+      tensor<T, D> dx = tensor<T, D>::empty(xs); // every element gets g / n (mean) or g (sum), read on the device
+      backend<D>::broadcast_scalar(ctx, contiguous(g).data(), mean ? T(n) : T(1), dx.data(), dx.numel());
       self.accumulate(0, std::move(dx));
     };
   });

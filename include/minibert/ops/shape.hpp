@@ -15,8 +15,8 @@ namespace minibert {
 /// @brief same data in a new shape (one dim may be -1)  @throws minibert::error if the sizes differ
 template <class T, class D> variable<T, D> reshape(const variable<T, D>& x, const shape& s) {
   const shape xs = x.shape();
-  return make_result(x.value().reshape(s), "reshape", {&x}, [=] {
-    return [=](const tensor<T, D>& g, node<T, D>& self) { self.accumulate(0, g.reshape(xs)); };
+  return make_result(contiguous(x.value()).reshape(s), "reshape", {&x}, [=] {
+    return [=](const tensor<T, D>& g, node<T, D>& self) { self.accumulate(0, contiguous(g).reshape(xs)); };
   });
 }
 
@@ -27,14 +27,14 @@ template <class T, class D> variable<T, D> permute(const variable<T, D>& x, std:
   std::vector<int> inv(ord.size());
   for (std::size_t i = 0; i < ord.size(); ++i) inv[x.value().shape().normalize(ord[i])] = int(i);
   return make_result(std::move(out), "permute", {&x}, [=] {
-    return [=](const tensor<T, D>& g, node<T, D>& self) { self.accumulate(0, g.permute(inv).contiguous()); };
+    return [=](const tensor<T, D>& g, node<T, D>& self) { self.accumulate(0, contiguous(g.permute(inv))); };
   });
 }
 
 /// @brief swap two dims (a view)
 template <class T, class D> variable<T, D> transpose(const variable<T, D>& x, int a, int b) {
   return make_result(x.value().transpose(a, b), "transpose", {&x}, [=] {
-    return [=](const tensor<T, D>& g, node<T, D>& self) { self.accumulate(0, g.transpose(a, b).contiguous()); };
+    return [=](const tensor<T, D>& g, node<T, D>& self) { self.accumulate(0, contiguous(g.transpose(a, b))); };
   });
 }
 
@@ -43,9 +43,11 @@ template <class T, class D> variable<T, D> slice(const variable<T, D>& x, int d,
   const shape xs = x.shape();
   return make_result(x.value().slice(d, begin, end), "slice", {&x}, [=] {
     return [=](const tensor<T, D>& g, node<T, D>& self) {
+      auto& ctx = current_context<D>();
       tensor<T, D> dx = tensor<T, D>::empty(xs);
-      backend<D>::fill(dx.data(), dx.numel(), T(0));
-      backend<D>::copy_into(g.contiguous().data(), dx.slice(d, begin, end));
+      backend<D>::fill(ctx, dx.data(), dx.numel(), T(0));
+      const tensor<T, D> view = dx.slice(d, begin, end);
+      backend<D>::copy_into(ctx, contiguous(g).data(), view.data(), view.shape(), view.strides());
       self.accumulate(0, std::move(dx));
     };
   });
@@ -56,9 +58,11 @@ template <class T, class D> variable<T, D> select(const variable<T, D>& x, int d
   const shape xs = x.shape();
   return make_result(x.value().select(d, i), "select", {&x}, [=] {
     return [=](const tensor<T, D>& g, node<T, D>& self) {
+      auto& ctx = current_context<D>();
       tensor<T, D> dx = tensor<T, D>::empty(xs);
-      backend<D>::fill(dx.data(), dx.numel(), T(0));
-      backend<D>::copy_into(g.contiguous().data(), dx.select(d, i));
+      backend<D>::fill(ctx, dx.data(), dx.numel(), T(0));
+      const tensor<T, D> view = dx.select(d, i);
+      backend<D>::copy_into(ctx, contiguous(g).data(), view.data(), view.shape(), view.strides());
       self.accumulate(0, std::move(dx));
     };
   });
@@ -81,9 +85,10 @@ template <class T, class D> variable<T, D> concat(const std::vector<variable<T, 
   so[0] = total;
   tensor<T, D> out = tensor<T, D>::empty(so);
   const std::int64_t inner = total ? out.numel() / total : 0;
+  auto& ctx = current_context<D>();
   std::int64_t at = 0;
   for (std::size_t i = 0; i < xs.size(); ++i) {
-    backend<D>::copy(xs[i].value().contiguous().data(), out.data() + at * inner, rows[i] * inner);
+    backend<D>::copy(ctx, contiguous(xs[i].value()).data(), out.data() + at * inner, rows[i] * inner);
     at += rows[i];
   }
   // the backward needs the inputs' nodes, not their values: make_result records them
@@ -96,14 +101,15 @@ template <class T, class D> variable<T, D> concat(const std::vector<variable<T, 
   if (n->requires_grad) {
     for (const auto& x : xs) n->inputs.push_back(x.node_ptr());
     n->backward_fn = [rows, inner](const tensor<T, D>& g, node<T, D>& self) {
-      const tensor<T, D> gc = g.contiguous();
+      auto& ctx = current_context<D>();
+      const tensor<T, D> gc = contiguous(g);
       std::int64_t at = 0;
       for (std::size_t i = 0; i < rows.size(); ++i) {
         if (self.needs(i)) {
           shape si = gc.shape();
           si[0] = rows[i];
           tensor<T, D> gi = tensor<T, D>::empty(si);
-          backend<D>::copy(gc.data() + at * inner, gi.data(), rows[i] * inner);
+          backend<D>::copy(ctx, gc.data() + at * inner, gi.data(), rows[i] * inner);
           self.accumulate(i, std::move(gi));
         }
         at += rows[i];
@@ -116,7 +122,7 @@ template <class T, class D> variable<T, D> concat(const std::vector<variable<T, 
 /// @brief a packed copy (or x itself when already contiguous)
 template <class T, class D> variable<T, D> contiguous(const variable<T, D>& x) {
   if (x.value().is_contiguous()) return x;
-  return make_result(x.value().contiguous(), "contiguous", {&x}, [] {
+  return make_result(contiguous(x.value()), "contiguous", {&x}, [] {
     return [](const tensor<T, D>& g, node<T, D>& self) { self.accumulate(0, g); };
   });
 }

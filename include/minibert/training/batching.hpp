@@ -58,15 +58,17 @@ inline tokenized_dataset tokenize_dataset(const tokenizer& tok, const dataset& d
   return out;
 }
 
-/// @brief one padded batch; labels undefined for unlabeled data
-struct model_batch {
-  bert_inputs<device::cpu> inputs;
-  tensor<std::int32_t> labels;
+/// @brief one padded batch on device D: ids, attention mask, token types and position ids (B,T); labels (B),
+/// undefined for unlabeled data
+template <class D = device::cpu> struct model_batch {
+  bert_inputs<D> inputs;
+  tensor<std::int32_t, D> labels;
   std::int64_t size = 0;
 };
 
-/// @brief rows `idx` of `data`, padded to the longest of them (ids with pad_id, mask 0, type 0)
-inline model_batch collate(const tokenized_dataset& data, std::span<const std::size_t> idx) {
+/// @brief rows `idx` of `data`, padded to the longest of them (ids with pad_id, mask 0, type 0), with position
+/// ids 0..T-1, built on the host once per batch
+inline model_batch<> collate(const tokenized_dataset& data, std::span<const std::size_t> idx) {
   const auto B = static_cast<std::int64_t>(idx.size());
   std::int64_t T = 1;
   for (std::size_t i : idx) T = std::max<std::int64_t>(T, std::int64_t(data.ids[i].size()));
@@ -83,12 +85,26 @@ inline model_batch collate(const tokenized_dataset& data, std::span<const std::s
     labels[b] = std::int32_t(data.labels[idx[b]]);
     labeled = labeled && data.labels[idx[b]] >= 0;
   }
-  model_batch mb;
+  std::vector<std::int32_t> positions(B * T);
+  for (std::int64_t i = 0; i < B * T; ++i) positions[i] = std::int32_t(i % T);
+  model_batch<> mb;
   mb.inputs = {tensor<std::int32_t>::from(ids, {B, T}), tensor<std::int32_t>::from(mask, {B, T}),
-               tensor<std::int32_t>::from(types, {B, T})};
+               tensor<std::int32_t>::from(types, {B, T}), tensor<std::int32_t>::from(positions, {B, T})};
   if (labeled) mb.labels = tensor<std::int32_t>::from(labels, {B});
   mb.size = B;
   return mb;
+}
+
+/// @brief a host batch uploaded to device D, each tensor once (the same batch when D is the CPU)
+template <class D> model_batch<D> to_device(const model_batch<device::cpu>& b) {
+  if constexpr (std::is_same_v<D, device::cpu>) {
+    return b;
+  } else {
+    const auto up = [](const tensor<std::int32_t>& t) { return t.defined() ? to_device<D>(t) : tensor<std::int32_t, D>(); };
+    return {{up(b.inputs.input_ids), up(b.inputs.attention_mask), up(b.inputs.token_type_ids), up(b.inputs.position_ids)},
+            up(b.labels),
+            b.size};
+  }
 }
 
 /// @brief the batches of one epoch as lists of row indices. Shuffled as transformers' Trainer shuffles (its

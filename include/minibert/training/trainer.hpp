@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-/* trainer<T>: fine-tunes a bert_for_sequence_classification as transformers' Trainer does: AdamW with the
+/* trainer<T, Device>: fine-tunes a bert_for_sequence_classification as transformers' Trainer does: AdamW with the
    Trainer's no-decay groups, an LR schedule stepped per optimizer step, gradient accumulation and clipping,
    logging every N steps (mean loss since the last log, learning rate, grad norm, epoch), evaluation and
    checkpoints per epoch or every N steps, resume that continues bit-identically, best-model reloading and early
@@ -47,9 +47,9 @@ struct prediction_output {
   classification_metrics detail;           ///< per-class figures and the confusion matrix (labeled data)
 };
 
-template <class T = float> class trainer {
+template <class T = float, class Device = device::cpu> class trainer {
 public:
-  using model_t = bert_for_sequence_classification<T>;
+  using model_t = bert_for_sequence_classification<T, Device>;
 
   /// @param log where log lines and warnings go (the progress bar goes to stderr on a terminal)
   trainer(model_t& model, const tokenizer& tok, training_args args, std::ostream& log)
@@ -66,6 +66,13 @@ public:
 
   /// @brief loss and metrics (with `prefix`_ names) of the model on `data`, in eval mode
   prediction_output evaluate(const dataset& data, const std::string& prefix = "eval");
+
+  /// @brief one micro-batch: forward, loss (divided by the accumulation steps), backward; the loss is added to the
+  /// running sum on the device (no host synchronization)
+  void train_step(const model_batch<Device>& mb, std::int64_t accumulation_steps);
+  /// @brief clip, AdamW step at the schedule's learning rate, schedule step, zero_grad; returns the gradients'
+  /// sum of squares before clipping, on the device (undefined without clipping)
+  tensor<double, Device> optimizer_step();
 
   const nlohmann::json& log_history() const { return log_history_; }
   const training_args& args() const { return args_; }
@@ -103,19 +110,21 @@ private:
     return m.rfind("eval_", 0) == 0 ? m : "eval_" + m;
   }
   nlohmann::json state_json() const;
+  /// the loss summed on the device since the last log, added to total_loss_ and reset; a non-finite sum is an error
+  double take_logged_loss();
 
   model_t& model_;
   const tokenizer& tok_;
   training_args args_;
   std::ostream& log_;
   generator gen_;
-  std::optional<adamw<T>> opt_;
+  std::optional<adamw<T, Device>> opt_;
   std::optional<scheduler> sched_;
   nlohmann::json log_history_ = nlohmann::json::array();
   std::int64_t global_step_ = 0, max_steps_ = 0, steps_per_epoch_ = 0, batches_per_epoch_ = 0;
   double num_epochs_ = 0;
   double total_loss_ = 0;           // sum of per-step losses (train_loss = total / steps)
-  double loss_since_log_ = 0;       // sum of per-step losses since the last log
+  tensor<T, Device> loss_since_log_; // sum of per-step losses since the last log, on the device (as the Trainer's tr_loss)
   std::int64_t last_logged_step_ = 0;
   std::int64_t resume_epoch_ = 0, resume_batch_ = 0;
   std::optional<double> best_metric_;
@@ -128,7 +137,7 @@ private:
 // ------------------------------------------------------------------------------------------------------------------
 // implementation
 
-template <class T> prediction_output trainer<T>::evaluate(const dataset& data, const std::string& prefix) {
+template <class T, class Device> prediction_output trainer<T, Device>::evaluate(const dataset& data, const std::string& prefix) {
   const auto start = std::chrono::steady_clock::now();
   const bool was_training = model_.training();
   model_.eval();
@@ -145,10 +154,10 @@ template <class T> prediction_output trainer<T>::evaluate(const dataset& data, c
     for (std::size_t b = 0; b < td.size(); b += std::size_t(args_.eval_batch_size)) {
       idx.clear();
       for (std::size_t i = b; i < std::min(td.size(), b + std::size_t(args_.eval_batch_size)); ++i) idx.push_back(i);
-      const model_batch mb = collate(td, idx);
+      const model_batch<Device> mb = to_device<Device>(collate(td, idx));
       const auto logits = model_.forward(mb.inputs, eval_gen);
-      if (mb.labels.defined()) loss_sum += double(model_.loss(logits, mb.labels).value().item()) * double(mb.size);
-      const auto lv = logits.value().to_vector();
+      if (mb.labels.defined()) loss_sum += double(item(model_.loss(logits, mb.labels).value())) * double(mb.size);
+      const auto lv = to_host(logits.value()).to_vector();
       for (std::int64_t r = 0; r < mb.size; ++r) {
         out.logits.emplace_back(lv.begin() + r * L, lv.begin() + (r + 1) * L);
         out.predictions.push_back(std::max_element(lv.begin() + r * L, lv.begin() + (r + 1) * L) - (lv.begin() + r * L));
@@ -171,7 +180,7 @@ template <class T> prediction_output trainer<T>::evaluate(const dataset& data, c
   return out;
 }
 
-template <class T> nlohmann::json trainer<T>::eval_and_log(const dataset& eval, double epoch_f) {
+template <class T, class Device> nlohmann::json trainer<T, Device>::eval_and_log(const dataset& eval, double epoch_f) {
   prediction_output r = evaluate(eval, "eval");
   nlohmann::json entry = r.metrics;
   entry.erase("eval_per_class");
@@ -200,7 +209,7 @@ template <class T> nlohmann::json trainer<T>::eval_and_log(const dataset& eval, 
   return entry;
 }
 
-template <class T> nlohmann::json trainer<T>::state_json() const {
+template <class T, class Device> nlohmann::json trainer<T, Device>::state_json() const {
   nlohmann::json s;
   s["best_metric"] = best_metric_ ? nlohmann::json(*best_metric_) : nlohmann::json(nullptr);
   s["best_model_checkpoint"] = best_checkpoint_.empty() ? nlohmann::json(nullptr) : nlohmann::json(best_checkpoint_);
@@ -218,13 +227,13 @@ template <class T> nlohmann::json trainer<T>::state_json() const {
   return s;
 }
 
-template <class T> void trainer<T>::save_checkpoint(std::int64_t epoch, std::int64_t batch_in_epoch) {
+template <class T, class Device> void trainer<T, Device>::save_checkpoint(std::int64_t epoch, std::int64_t batch_in_epoch) {
   namespace fs = std::filesystem;
   const fs::path final_dir = fs::path(args_.output_dir) / ("checkpoint-" + std::to_string(global_step_));
   const fs::path tmp = fs::path(args_.output_dir) / (".checkpoint-" + std::to_string(global_step_) + ".tmp");
   fs::remove_all(tmp);
   save_pretrained(model_, tmp);
-  const optimizer_state<T> os = opt_->state_entries();
+  const optimizer_state<acc_t<T>> os = opt_->state_entries();
   save_safetensors(tmp / "optimizer.safetensors", os.entries);
   nlohmann::json st = state_json();
   // minibert's resume state: everything that makes the continuation bit-identical
@@ -234,7 +243,7 @@ template <class T> void trainer<T>::save_checkpoint(std::int64_t epoch, std::int
                     {"epoch_index", epoch},
                     {"batch_in_epoch", batch_in_epoch},
                     {"total_loss", total_loss_},
-                    {"loss_since_log", loss_since_log_},
+                    {"loss_since_log", double(item(loss_since_log_))},
                     {"last_logged_step", last_logged_step_},
                     {"evals_without_improvement", evals_without_improvement_},
                     {"threads", num_threads()}};
@@ -254,7 +263,7 @@ template <class T> void trainer<T>::save_checkpoint(std::int64_t epoch, std::int
   }
 }
 
-template <class T> void trainer<T>::load_checkpoint(const std::filesystem::path& dir) {
+template <class T, class Device> void trainer<T, Device>::load_checkpoint(const std::filesystem::path& dir) {
   const std::filesystem::path state_file = dir / "trainer_state.json";
   std::ifstream in(state_file, std::ios::binary);
   MINIBERT_CHECK(in.good(), "trainer", state_file.string() << ": missing or not a minibert trainer state");
@@ -274,7 +283,7 @@ template <class T> void trainer<T>::load_checkpoint(const std::filesystem::path&
   resume_epoch_ = m["epoch_index"].get<std::int64_t>();
   resume_batch_ = m["batch_in_epoch"].get<std::int64_t>();
   total_loss_ = m["total_loss"].get<double>();
-  loss_since_log_ = m["loss_since_log"].get<double>();
+  backend<Device>::fill(current_context<Device>(), loss_since_log_.data(), 1, T(m["loss_since_log"].get<double>()));
   last_logged_step_ = m["last_logged_step"].get<std::int64_t>();
   evals_without_improvement_ = m["evals_without_improvement"].get<std::int64_t>();
   if (m["threads"].get<int>() != num_threads())
@@ -283,7 +292,36 @@ template <class T> void trainer<T>::load_checkpoint(const std::filesystem::path&
   log_ << "Resumed from " << dir.string() << " at step " << global_step_ << "\n";
 }
 
-template <class T> nlohmann::json trainer<T>::train(const dataset& train, const dataset* eval) {
+template <class T, class Device>
+void trainer<T, Device>::train_step(const model_batch<Device>& mb, std::int64_t accumulation_steps) {
+  auto loss = model_.loss(model_.forward(mb.inputs, gen_), mb.labels);
+  if (accumulation_steps > 1) loss = scale(loss, T(1) / T(accumulation_steps));
+  loss.backward();
+  backend<Device>::axpy(current_context<Device>(), T(1), loss.value().data(), loss_since_log_.data(), 1);
+}
+
+template <class T, class Device> tensor<double, Device> trainer<T, Device>::optimizer_step() {
+  tensor<double, Device> grad_sq;
+  if (args_.max_grad_norm > 0) grad_sq = clip_grad_norm_on_device(model_.parameters(), args_.max_grad_norm);
+  opt_->step(sched_->last_lr());
+  sched_->step();
+  model_.zero_grad();
+  ++global_step_;
+  return grad_sq;
+}
+
+template <class T, class Device> double trainer<T, Device>::take_logged_loss() {
+  const double window = double(item(loss_since_log_));
+  if (!std::isfinite(window))
+    throw error("trainer", "the loss is " + std::to_string(window) + " in the optimizer steps " +
+                               std::to_string(last_logged_step_ + 1) + " to " + std::to_string(global_step_) +
+                               " (lower the learning rate, or check the data)");
+  total_loss_ += window;
+  backend<Device>::fill(current_context<Device>(), loss_since_log_.data(), 1, T(0));
+  return window;
+}
+
+template <class T, class Device> nlohmann::json trainer<T, Device>::train(const dataset& train, const dataset* eval) {
   namespace fs = std::filesystem;
   const auto start = std::chrono::steady_clock::now();
   MINIBERT_CHECK(!train.empty(), "trainer", train.path << ": no training examples");
@@ -303,6 +341,7 @@ template <class T> nlohmann::json trainer<T>::train(const dataset& train, const 
   const std::int64_t warmup =
       args_.warmup_steps > 0 ? args_.warmup_steps : warmup_steps_from_ratio(args_.warmup_ratio, max_steps_);
   opt_.emplace(default_param_groups(model_, args_.weight_decay));
+  loss_since_log_ = zeros_on<T, Device>({1});
   sched_.emplace(lr_schedule{parse_schedule_kind(args_.lr_scheduler), args_.learning_rate, warmup, max_steps_});
   if (!args_.resume_from_checkpoint.empty()) load_checkpoint(args_.resume_from_checkpoint);
 
@@ -313,48 +352,33 @@ template <class T> nlohmann::json trainer<T>::train(const dataset& train, const 
        << "\n  Number of trainable parameters = " << model_.num_parameters() << "\n  Threads = " << num_threads()
        << "\n" << std::flush;
 
-  const auto params = model_.parameters();
   progress_bar bar("train", max_steps_);
   bar.start_at(global_step_);
   model_.train();
+  std::string last_loss;
   for (std::int64_t epoch = resume_epoch_; epoch < std::int64_t(num_epochs_) && global_step_ < max_steps_ && !stop_early_;
        ++epoch) {
     const auto batches = epoch_batches(td, std::size_t(args_.batch_size), args_.shuffle, args_.seed, epoch,
                                        args_.group_by_length);
     const std::int64_t nb = std::int64_t(batches.size());
-    double step_loss = 0;
     std::int64_t first = epoch == resume_epoch_ ? resume_batch_ : 0;
     for (std::int64_t bi = first; bi < nb && global_step_ < max_steps_ && !stop_early_; ++bi) {
-      const model_batch mb = collate(td, batches[bi]);
-      auto loss = model_.loss(model_.forward(mb.inputs, gen_), mb.labels);
-      const double lv = double(loss.value().item());
-      if (!std::isfinite(lv))
-        throw error("trainer", "loss is " + std::to_string(lv) + " at optimizer step " + std::to_string(global_step_ + 1) +
-                                   " (epoch " + std::to_string(epoch) + ", batch " + std::to_string(bi) + ")");
-      if (accum > 1) loss = scale(loss, T(1) / T(accum));
-      loss.backward();
-      step_loss += lv / double(accum);
+      train_step(to_device<Device>(collate(td, batches[bi])), accum);
       const bool boundary = (bi + 1) % accum == 0 || bi + 1 == nb;
       if (!boundary) continue;
-      const double gn = args_.max_grad_norm > 0 ? clip_grad_norm(params, args_.max_grad_norm) : 0.0;
-      opt_->step(sched_->last_lr());
-      sched_->step();
-      model_.zero_grad();
-      ++global_step_;
-      total_loss_ += step_loss;
-      loss_since_log_ += step_loss;
-      step_loss = 0;
+      const tensor<double, Device> grad_sq = optimizer_step();
       const double epoch_f = double(epoch) + double(bi + 1) / double(nb);
-      if (global_step_ % args_.logging_steps == 0) {
-        nlohmann::json e = {{"loss", std::round(loss_since_log_ / double(global_step_ - last_logged_step_) * 1e4) / 1e4},
-                            {"grad_norm", gn},
+      if (global_step_ % args_.logging_steps == 0) { // the only per-step reads from the device
+        const double window = take_logged_loss();
+        nlohmann::json e = {{"loss", std::round(window / double(global_step_ - last_logged_step_) * 1e4) / 1e4},
+                            {"grad_norm", grad_sq.defined() ? std::sqrt(double(item(grad_sq))) : 0.0},
                             {"learning_rate", sched_->last_lr()},
                             {"epoch", std::round(epoch_f * 1e4) / 1e4},
                             {"step", global_step_}};
+        last_loss = " loss " + detail::py_float_repr(e["loss"].get<double>());
         bar.clear_line();
         print_entry(e);
         log_history_.push_back(e);
-        loss_since_log_ = 0;
         last_logged_step_ = global_step_;
       }
       const bool epoch_end = bi + 1 == nb;
@@ -367,9 +391,10 @@ template <class T> nlohmann::json trainer<T>::train(const dataset& train, const 
       const bool save_now = (args_.save_strategy == interval_strategy::steps && global_step_ % args_.save_steps == 0) ||
                             (args_.save_strategy == interval_strategy::epoch && epoch_end);
       if (save_now) save_checkpoint(epoch_end ? epoch + 1 : epoch, epoch_end ? 0 : bi + 1);
-      bar.update(global_step_, "loss " + std::to_string(lv).substr(0, 6));
+      bar.update(global_step_, last_loss);
     }
   }
+  take_logged_loss(); // the steps since the last log count in train_loss, as the Trainer's final tr_loss.item()
   bar.finish();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (args_.load_best_model_at_end && !best_checkpoint_.empty() && fs::exists(best_checkpoint_)) {

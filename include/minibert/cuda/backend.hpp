@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/* backend<device::cuda>: the CUDA op table, declared here in plain C++ (no CUDA types: this header compiles with
+   g++), defined in cuda/backend_impl.cuh and its kernel headers, which exactly one .cu file of a program includes
+   (it instantiates every member for float, half and bfloat16). Program code calls these members like the CPU
+   table's; the model, optimizer and trainer need nothing else. Link minibert::cuda.
+
+   Instantiated element types: floating members for float, half, bfloat16; memory members (fill, copy, upload,
+   download, copy_strided, copy_into) also for double, int32, int64, uint8; embedding and cross-entropy for int32
+   and int64 ids. */
+
+#include <cstddef> // size_t
+#include <cstdint> // int64_t, int32_t, uint8_t, uint64_t
+
+#include <minibert/backend.hpp>
+#include <minibert/dtype.hpp>
+#include <minibert/tensor.hpp>
+
+namespace minibert {
+
+/// @brief how many CUDA devices this process sees (0 without a driver or a GPU; never throws)
+int cuda_device_count() noexcept;
+/// @brief whether a CUDA device is usable
+inline bool cuda_available() noexcept { return cuda_device_count() > 0; }
+
+/// @brief A CUDA context: the stream every call is queued on, the cuBLASLt handle and its workspace, and a scratch
+/// arena (device memory, valid until the next scratch() call). Handles are opaque here (no CUDA types).
+template <> struct context<device::cuda> {
+  context();  ///< a new non-blocking stream on the current device, a cuBLASLt handle, a 32 MiB GEMM workspace
+  ~context();
+  context(const context&) = delete;
+  context& operator=(const context&) = delete;
+
+  void* stream = nullptr;          ///< cudaStream_t
+  void* blaslt = nullptr;          ///< cublasLtHandle_t
+  void* workspace = nullptr;       ///< cuBLASLt workspace (device memory)
+  std::size_t workspace_bytes = 0;
+  void* staging = nullptr;         ///< pinned host buffer for upload/download
+  std::size_t staging_bytes = 0;
+
+  /// @brief n elements of T of device memory, zeroed; valid until the next scratch() call on this context
+  template <class T> T* scratch(std::int64_t n) { return static_cast<T*>(scratch_bytes(std::size_t(n) * sizeof(T))); }
+  void* scratch_bytes(std::size_t bytes);
+
+private:
+  void* scratch_ = nullptr;
+  std::size_t scratch_capacity_ = 0;
+};
+
+template <> context<device::cuda>& default_context<device::cuda>();
+
+/// @brief device memory through the caching allocator (cuda/allocator.cuh): sized bins, blocks reused after free
+template <> struct device_memory<device::cuda> {
+  static void* allocate(std::size_t bytes);
+  static void deallocate(void* p) noexcept;
+};
+
+template <> struct backend<device::cuda> {
+  using i64 = std::int64_t;
+  using ctx_t = context<device::cuda>;
+  template <class T> using A = acc_t<T>;
+
+  // memory and copies
+  template <class T> static void fill(ctx_t&, T* y, i64 n, T v);
+  template <class T> static void copy(ctx_t&, const T* x, T* y, i64 n);
+  template <class T> static void upload(ctx_t&, const T* host, T* y, i64 n);
+  template <class T> static void download(ctx_t&, const T* x, T* host, i64 n);
+  template <class T> static void copy_strided(ctx_t&, const T* x, const shape& sizes, const shape& strides, T* y);
+  template <class T> static void copy_into(ctx_t&, const T* x, T* y, const shape& sizes, const shape& strides);
+  template <class T> static void cast(ctx_t&, const T* x, A<T>* y, i64 n);
+  static void synchronize(ctx_t&);
+
+  // element-wise
+  template <class T> static void axpy(ctx_t&, T a, const T* x, T* y, i64 n);
+  template <class T> static void scale(ctx_t&, T a, const T* x, T* y, i64 n);
+  template <class T>
+  static void binary(ctx_t&, binary_op op, const shape& out_shape, const T* a, const shape& as, const T* b,
+                     const shape& bs, T* out);
+  template <class T> static void sum_to(ctx_t&, const T* g, const shape& gs, T* out, i64 out_numel, const shape& ts);
+  template <class T> static void sum_all(ctx_t&, const T* x, i64 n, bool mean, T* out);
+  template <class T> static void broadcast_scalar(ctx_t&, const T* s, T divisor, T* y, i64 n);
+
+  // matrix products (cuBLASLt; fp32 accumulation, TF32 allowed for fp32 when MINIBERT_ALLOW_TF32=1)
+  template <class T>
+  static void gemm(ctx_t&, bool ta, bool tb, i64 M, i64 N, i64 K, A<T> alpha, const T* a, i64 lda, const T* b, i64 ldb,
+                   A<T> beta, T* c, i64 ldc);
+  template <class T>
+  static void gemm_batched(ctx_t&, bool ta, bool tb, i64 M, i64 N, i64 K, A<T> alpha, const T* a, i64 lda, i64 sa,
+                           const T* b, i64 ldb, i64 sb, A<T> beta, T* c, i64 ldc, i64 sc, i64 batch);
+  template <class T>
+  static void linear_forward(ctx_t&, const T* inp, const T* w, const T* bias, T* out, i64 N, i64 K, i64 C);
+  template <class T>
+  static void linear_backward(ctx_t&, const T* dout, const T* inp, const T* w, T* dinp, T* dw, T* dbias, i64 N, i64 K,
+                              i64 C);
+
+  // activations, normalization, softmax
+  template <class T> static void activation_forward(ctx_t&, activation a, const T* x, T* y, i64 n);
+  template <class T> static void activation_backward(ctx_t&, activation a, const T* x, const T* dy, T* dx, i64 n);
+  template <class T>
+  static void layer_norm_forward(ctx_t&, const T* inp, const T* w, const T* b, T* out, A<T>* mean, A<T>* rstd, i64 N,
+                                 i64 C, double eps);
+  template <class T>
+  static void layer_norm_backward(ctx_t&, const T* dout, const T* inp, const T* w, const A<T>* mean, const A<T>* rstd,
+                                  T* dinp, T* dw, T* db, i64 N, i64 C);
+  template <class T>
+  static void softmax_forward(ctx_t&, const T* x, const T* mask, const row_broadcast& rows, T* y, i64 R, i64 L);
+  template <class T> static void softmax_backward(ctx_t&, const T* y, const T* dy, T* dx, i64 R, i64 L);
+  template <class T> static void additive_mask(ctx_t&, const std::int32_t* mask, T* out, i64 n);
+
+  // embeddings
+  template <class T, class I> static void embedding_forward(ctx_t&, const I* ids, const T* w, T* out, i64 N, i64 C);
+  template <class T, class I> static void embedding_backward(ctx_t&, const I* ids, const T* dout, T* dw, i64 N, i64 C);
+
+  // losses
+  template <class T, class I>
+  static void cross_entropy_forward(ctx_t&, const T* logits, const I* targets, T* probs, i64 N, i64 C, i64 ignore,
+                                    T* loss, A<T>* count);
+  template <class T, class I>
+  static void cross_entropy_backward(ctx_t&, const T* probs, const I* targets, const T* dloss, const A<T>* count,
+                                     T* dlogits, i64 N, i64 C, i64 ignore);
+  template <class T> static void mse_forward(ctx_t&, const T* x, const T* y, i64 n, T* loss);
+  template <class T> static void mse_backward(ctx_t&, const T* x, const T* y, const T* dloss, T* dx, i64 n);
+  template <class T> static void bce_with_logits_forward(ctx_t&, const T* x, const T* y, i64 n, T* loss);
+  template <class T> static void bce_with_logits_backward(ctx_t&, const T* x, const T* y, const T* dloss, T* dx, i64 n);
+
+  // dropout
+  template <class T>
+  static void dropout_forward(ctx_t&, const T* x, T* y, std::uint8_t* keep, i64 n, float p, std::uint64_t seed,
+                              std::uint64_t base);
+  template <class T> static void dropout_backward(ctx_t&, const T* dy, const std::uint8_t* keep, T* dx, i64 n, float p);
+
+  // attention (today's CPU algorithm: materialized probabilities (B,NH,T,T) and the dropout keep mask)
+  template <class T> struct attention_saved {
+    tensor<T, device::cuda> probs;
+    tensor<std::uint8_t, device::cuda> keep;
+  };
+  template <class T>
+  static void attention_forward(ctx_t&, const attention_dims& d, const T* q, const T* k, const T* v, const T* mask,
+                                T* out, attention_saved<T>& saved, float p, std::uint64_t seed, std::uint64_t base);
+  template <class T>
+  static void attention_backward(ctx_t&, const attention_dims& d, const T* dout, const T* q, const T* k, const T* v,
+                                 const T* mask, const attention_saved<T>& saved, float p, T* dq, T* dk, T* dv);
+
+  // optimizer
+  template <class T>
+  static void adamw_step(ctx_t&, A<T>* master, T* param, const T* g, A<T>* m, A<T>* v, i64 n,
+                         const adamw_coefficients<A<T>>& c);
+  template <class T> static void sum_squares(ctx_t&, const T* x, i64 n, double* total);
+  template <class T> static void clip_by_norm(ctx_t&, T* x, i64 n, const double* total_sq, double max_norm);
+
+  // optional: the caching allocator's statistics
+  static void empty_cache(ctx_t&);
+  static std::int64_t memory_allocated(ctx_t&);
+  static std::int64_t max_memory_allocated(ctx_t&);
+};
+
+static_assert(backend_for<device::cuda, float> && backend_for<device::cuda, half> &&
+                  backend_for<device::cuda, bfloat16>,
+              "backend<device::cuda> does not declare the contract of backend.hpp");
+static_assert(has_memory_stats<device::cuda>);
+
+} // namespace minibert
