@@ -10,6 +10,9 @@
 #include <minibert/hub.hpp>
 #include <minibert/report.hpp>
 #include <minibert/training/trainer.hpp>
+#if defined(MINIBERT_WITH_CUDA)
+#include <minibert/cuda/backend.hpp>
+#endif
 
 #include <charconv>   // to_chars (predict's floats)
 #include <cmath>      // exp
@@ -90,10 +93,27 @@ void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
     if (fs::exists(dir / f)) fs::copy_file(dir / f, to / f, fs::copy_options::overwrite_existing);
 }
 
+// --device: runs f(device::cpu{}) or f(device::cuda{}) (when built with the CUDA backend and a GPU is present)
+template <class F> int on_device(const std::string& name, F&& f) {
+  if (name == "cpu") return f(device::cpu{});
+#if defined(MINIBERT_WITH_CUDA)
+  if (name == "cuda") {
+    MINIBERT_CHECK(cuda_available(), "device", "--device cuda: no CUDA device is visible to this process");
+    return f(device::cuda{});
+  }
+  throw error("device", "--device " + name + ": expected cpu or cuda");
+#else
+  throw error("device", "--device " + name + (name == "cuda" ? ": this sentiment_trainer was built without the CUDA "
+                                                               "backend (configure with a CUDA toolkit)"
+                                                             : ": expected cpu"));
+#endif
+}
+void add_device_flag(sentiment::cli& c) { c.option("device", "cpu or cuda", "cpu"); }
+
 // evaluate and predict: a saved model, its tokenizer, and the evaluation settings from the shared flags
-struct inference_setup {
+template <class D> struct inference_setup {
   fs::path dir;
-  std::unique_ptr<bert_for_sequence_classification<float>> model;
+  std::unique_ptr<bert_for_sequence_classification<float, D>> model;
   std::optional<tokenizer> tok;
   training_args args;
 };
@@ -102,14 +122,15 @@ void add_inference_flags(sentiment::cli& c) {
   c.option("batch-size", "batch size", "64")
       .option("max-seq-length", "truncate inputs to this many tokens", "128")
       .option("threads", "CPU threads (0: all cores)", "0");
+  add_device_flag(c);
   add_data_flags(c);
 }
 
-inference_setup load_for_inference(const sentiment::cli& c) {
-  inference_setup s;
+template <class D> inference_setup<D> load_for_inference(const sentiment::cli& c) {
+  inference_setup<D> s;
   s.dir = resolve_model_path(c.str("model"));
   generator gen(0);
-  s.model = from_pretrained<bert_for_sequence_classification<float>>(s.dir, gen, &std::cerr);
+  s.model = from_pretrained<bert_for_sequence_classification<float, D>>(s.dir, gen, &std::cerr);
   s.tok.emplace(tokenizer::from_pretrained(s.dir));
   s.args.output_dir = s.dir.string();
   s.args.eval_batch_size = c.integer("batch-size");
@@ -160,6 +181,7 @@ int cmd_train(int argc, char** argv) {
       .option("metric-for-best-model", "loss, accuracy, f1, precision or recall", "loss")
       .option("early-stopping-patience", "stop after N evaluations without improvement (0: never)", "0")
       .option("threads", "CPU threads (0: all cores)", "0");
+  add_device_flag(c);
   if (!c.parse(argc, argv, 2, std::cout)) return 0;
   MINIBERT_CHECK(c.has("model") != c.has("config"), "train", "give exactly one of --model and --config");
 
@@ -226,91 +248,94 @@ int cmd_train(int argc, char** argv) {
                  "the tokenizer has " << tok.vocab_size() << " tokens but the model's vocab_size is " << cfg.vocab_size);
 
   if (a.threads > 0) set_num_threads(a.threads);
-  auto model = std::make_unique<bert_for_sequence_classification<float>>(cfg);
-  generator init_gen(a.seed);
-  model->init_weights(init_gen);
-  std::ostringstream warnings;
-  if (pretrained) {
-    load_pretrained_weights(*model, model_dir, model_name, a.seed, &warnings); // a new head as transformers draws it
-  } else {
-    warnings << "NOTE: the model was randomly initialized from " << c.str("config")
-             << " and NOT pretrained: its scores are not those of a pretrained BERT (pass --model with a pretrained "
-                "BERT, e.g. sentence-transformers/all-MiniLM-L6-v2 or bert-base-uncased, to fine-tune one).\n";
-  }
-  std::cout << warnings.str() << std::flush;
-  std::cout << "Data: " << train.size() << " train / " << validation.size() << " validation"
-            << (test ? " / " + std::to_string(test->size()) + " test" : "") << " examples, labels "
-            << py_list(full.label_names) << "\n";
-
-  trainer<float> t(*model, tok, a, std::cout);
-  const nlohmann::json train_metrics = t.train(train, a.eval_strategy == interval_strategy::no ? nullptr : &validation);
-  print_metrics("train", train_metrics);
-
-  // the fine-tuned model in the Hugging Face layout, with its tokenizer
-  save_pretrained(*model, a.output_dir);
-  copy_tokenizer_files(tok_path, a.output_dir);
-  atomic_write_bytes(fs::path(a.output_dir) / "train_results.json", train_metrics.dump(4) + "\n");
-
-  report_data rep;
-  rep.model = model_name;
-  rep.model_pretrained = pretrained;
-  if (!pretrained)
-    rep.banner_note = "Configuration: " + c.str("config") + ". Pass --model with a pretrained BERT to fine-tune one.";
-  rep.warnings = warnings.str();
-  rep.label_names = full.label_names;
-  rep.train_metrics = train_metrics;
-  for (const auto& e : t.log_history()) {
-    if (e.contains("loss")) {
-      rep.log_history.push_back({e["step"].get<std::int64_t>(), e["epoch"].get<double>(), e["loss"].get<double>(),
-                                 e["learning_rate"].get<double>(), e["grad_norm"].get<double>()});
-    } else if (e.contains("eval_loss")) {
-      rep.evals.push_back({e["step"].get<std::int64_t>(), e["epoch"].get<double>(), e});
+  return on_device(c.str("device"), [&]<class D>(D) {
+    auto model = std::make_unique<bert_for_sequence_classification<float, D>>(cfg);
+    generator init_gen(a.seed);
+    model->init_weights(init_gen);
+    std::ostringstream warnings;
+    if (pretrained) {
+      load_pretrained_weights(*model, model_dir, model_name, a.seed, &warnings); // a new head as transformers draws it
+    } else {
+      warnings << "NOTE: the model was randomly initialized from " << c.str("config")
+               << " and NOT pretrained: its scores are not those of a pretrained BERT (pass --model with a pretrained "
+                  "BERT, e.g. sentence-transformers/all-MiniLM-L6-v2 or bert-base-uncased, to fine-tune one).\n";
     }
-  }
-  std::vector<std::pair<std::string, nlohmann::json>> finals;
-  for (auto [name, prefix, data] : {std::tuple<std::string, std::string, const dataset*>{"validation", "eval", &validation},
-                                    {"test", "test", test ? &*test : nullptr}}) {
-    if (!data) continue;
-    const prediction_output r = t.evaluate(*data, prefix);
-    nlohmann::json m = r.metrics;
-    m["epoch"] = train_metrics["epoch"];
-    print_metrics(prefix, numbers_only(m));
-    atomic_write_bytes(fs::path(a.output_dir) / (prefix + "_results.json"), m.dump(4) + "\n");
-    rep.finals.push_back({name, prefix, m});
-    finals.emplace_back(name, m);
-  }
-  rep.setup = {{"model", model_name + (pretrained ? "" : " (random init, not pretrained)")},
-               {"data", std::to_string(train.size()) + " train / " + std::to_string(validation.size()) + " validation" +
-                            (test ? " / " + std::to_string(test->size()) + " test" : "")},
-               {"epochs", shortest(a.epochs)},
-               {"steps", std::to_string(t.global_step())},
-               {"batch size", std::to_string(a.batch_size)},
-               {"learning rate", shortest(a.learning_rate) + ", " + a.lr_scheduler + " schedule, " +
-                                     std::to_string(a.warmup_steps) + " warmup steps"},
-               {"weight decay", shortest(a.weight_decay)},
-               {"max grad norm", shortest(a.max_grad_norm)},
-               {"max sequence length", std::to_string(a.max_seq_length)},
-               {"precision", "fp32 (CPU)"},
-               {"seed", std::to_string(a.seed)},
-               {"threads", std::to_string(num_threads())}};
-  rep.notes.push_back("The reference experiment ran fp16 mixed precision on a GPU; this run computes in fp32 on the CPU.");
-  write_report(rep, a.output_dir);
+    std::cout << warnings.str() << std::flush;
+    std::cout << "Data: " << train.size() << " train / " << validation.size() << " validation"
+              << (test ? " / " + std::to_string(test->size()) + " test" : "") << " examples, labels "
+              << py_list(full.label_names) << "\n";
 
-  // summary table
-  std::cout << "\n| split | loss | accuracy | precision | recall | F1 | runtime (s) | samples/s |\n|---|---|---|---|---|---|---|---|\n";
-  for (auto& [name, m] : finals) {
-    const std::string p = name == "test" ? "test" : "eval";
-    auto g = [&](const char* k) {
-      if (!m.contains(p + "_" + k)) return std::string("-");
-      char buf[32];
-      std::snprintf(buf, sizeof(buf), "%.4f", m[p + "_" + k].get<double>());
-      return std::string(buf);
-    };
-    std::cout << "| " << name << " | " << g("loss") << " | " << g("accuracy") << " | " << g("precision") << " | "
-              << g("recall") << " | " << g("f1") << " | " << g("runtime") << " | " << g("samples_per_second") << " |\n";
-  }
-  std::cout << "\nModel, metrics and report written to " << a.output_dir << " (report.md, report.html)\n";
-  return 0;
+    trainer<float, D> t(*model, tok, a, std::cout);
+    const nlohmann::json train_metrics = t.train(train, a.eval_strategy == interval_strategy::no ? nullptr : &validation);
+    print_metrics("train", train_metrics);
+
+    // the fine-tuned model in the Hugging Face layout, with its tokenizer
+    save_pretrained(*model, a.output_dir);
+    copy_tokenizer_files(tok_path, a.output_dir);
+    atomic_write_bytes(fs::path(a.output_dir) / "train_results.json", train_metrics.dump(4) + "\n");
+
+    report_data rep;
+    rep.model = model_name;
+    rep.model_pretrained = pretrained;
+    if (!pretrained)
+      rep.banner_note = "Configuration: " + c.str("config") + ". Pass --model with a pretrained BERT to fine-tune one.";
+    rep.warnings = warnings.str();
+    rep.label_names = full.label_names;
+    rep.train_metrics = train_metrics;
+    for (const nlohmann::json& e : t.log_history()) {
+      if (e.contains("loss")) {
+        rep.log_history.push_back({e["step"].get<std::int64_t>(), e["epoch"].get<double>(), e["loss"].get<double>(),
+                                   e["learning_rate"].get<double>(), e["grad_norm"].get<double>()});
+      } else if (e.contains("eval_loss")) {
+        rep.evals.push_back({e["step"].get<std::int64_t>(), e["epoch"].get<double>(), e});
+      }
+    }
+    std::vector<std::pair<std::string, nlohmann::json>> finals;
+    for (auto [name, prefix, data] : {std::tuple<std::string, std::string, const dataset*>{"validation", "eval", &validation},
+                                      {"test", "test", test ? &*test : nullptr}}) {
+      if (!data) continue;
+      const prediction_output r = t.evaluate(*data, prefix);
+      nlohmann::json m = r.metrics;
+      m["epoch"] = train_metrics["epoch"];
+      print_metrics(prefix, numbers_only(m));
+      atomic_write_bytes(fs::path(a.output_dir) / (prefix + "_results.json"), m.dump(4) + "\n");
+      rep.finals.push_back({name, prefix, m});
+      finals.emplace_back(name, m);
+    }
+    rep.setup = {{"model", model_name + (pretrained ? "" : " (random init, not pretrained)")},
+                 {"data", std::to_string(train.size()) + " train / " + std::to_string(validation.size()) + " validation" +
+                              (test ? " / " + std::to_string(test->size()) + " test" : "")},
+                 {"epochs", shortest(a.epochs)},
+                 {"steps", std::to_string(t.global_step())},
+                 {"batch size", std::to_string(a.batch_size)},
+                 {"learning rate", shortest(a.learning_rate) + ", " + a.lr_scheduler + " schedule, " +
+                                       std::to_string(a.warmup_steps) + " warmup steps"},
+                 {"weight decay", shortest(a.weight_decay)},
+                 {"max grad norm", shortest(a.max_grad_norm)},
+                 {"max sequence length", std::to_string(a.max_seq_length)},
+                 {"precision", std::string("fp32 (") + D::name + ")"},
+                 {"seed", std::to_string(a.seed)},
+                 {"threads", std::to_string(num_threads())}};
+    rep.notes.push_back(std::string("The reference experiment ran fp16 mixed precision on a GPU; this run computes in fp32 on ") +
+                        (std::is_same_v<D, device::cpu> ? "the CPU." : "the GPU."));
+    write_report(rep, a.output_dir);
+
+    // summary table
+    std::cout << "\n| split | loss | accuracy | precision | recall | F1 | runtime (s) | samples/s |\n|---|---|---|---|---|---|---|---|\n";
+    for (auto& [name, m] : finals) {
+      const std::string p = name == "test" ? "test" : "eval";
+      auto g = [&](const char* k) {
+        if (!m.contains(p + "_" + k)) return std::string("-");
+        char buf[32];
+        std::snprintf(buf, sizeof(buf), "%.4f", m[p + "_" + k].template get<double>());
+        return std::string(buf);
+      };
+      std::cout << "| " << name << " | " << g("loss") << " | " << g("accuracy") << " | " << g("precision") << " | "
+                << g("recall") << " | " << g("f1") << " | " << g("runtime") << " | " << g("samples_per_second") << " |\n";
+    }
+    std::cout << "\nModel, metrics and report written to " << a.output_dir << " (report.md, report.html)\n";
+    return 0;
+  });
 }
 
 // ------------------------------------------------------------------------------------------------ evaluate
@@ -322,15 +347,17 @@ int cmd_evaluate(int argc, char** argv) {
       .option("output", "metrics JSON file (default: <model>/evaluate_results.json)");
   add_inference_flags(c);
   if (!c.parse(argc, argv, 2, std::cout)) return 0;
-  inference_setup m = load_for_inference(c);
-  const dataset data = read_dataset(c.str("data"), data_options(c, m.model->config().id2label, true));
-  trainer<float> t(*m.model, *m.tok, m.args, std::cout);
-  const prediction_output r = t.evaluate(data, "eval");
-  print_metrics("eval", numbers_only(r.metrics));
-  const fs::path out = c.has("output") ? fs::path(c.str("output")) : m.dir / "evaluate_results.json";
-  atomic_write_bytes(out, r.metrics.dump(4) + "\n");
-  std::cout << "Metrics written to " << out.string() << "\n";
-  return 0;
+  return on_device(c.str("device"), [&]<class D>(D) {
+    inference_setup<D> m = load_for_inference<D>(c);
+    const dataset data = read_dataset(c.str("data"), data_options(c, m.model->config().id2label, true));
+    trainer<float, D> t(*m.model, *m.tok, m.args, std::cout);
+    const prediction_output r = t.evaluate(data, "eval");
+    print_metrics("eval", numbers_only(r.metrics));
+    const fs::path out = c.has("output") ? fs::path(c.str("output")) : m.dir / "evaluate_results.json";
+    atomic_write_bytes(out, r.metrics.dump(4) + "\n");
+    std::cout << "Metrics written to " << out.string() << "\n";
+    return 0;
+  });
 }
 
 // ------------------------------------------------------------------------------------------------ predict
@@ -344,33 +371,35 @@ int cmd_predict(int argc, char** argv) {
       .option("output", "JSON-lines file (default: standard output)");
   add_inference_flags(c);
   if (!c.parse(argc, argv, 2, std::cout)) return 0;
-  inference_setup m = load_for_inference(c);
-  read_options o = data_options(c, m.model->config().id2label, false);
-  o.label_column = c.has("label-column") ? c.str("label-column") : "";
-  dataset data = read_dataset(c.str("input"), o);
-  for (auto& e : data.examples) e.label = -1; // labels are ignored
-  data.has_labels = false;
-  std::ostringstream quiet;
-  trainer<float> t(*m.model, *m.tok, m.args, quiet);
-  const prediction_output r = t.evaluate(data, "predict");
-  std::ostringstream os;
-  const auto& names = m.model->config().id2label;
-  for (std::size_t i = 0; i < r.logits.size(); ++i) {
-    const auto& z = r.logits[i];
-    double mx = z[0], sum = 0;
-    for (double v : z) mx = std::max(mx, v);
-    std::vector<double> p(z.size());
-    for (std::size_t k = 0; k < z.size(); ++k) sum += (p[k] = std::exp(z[k] - mx));
-    os << "{\"label\": " << r.predictions[i] << ", \"label_name\": " << nlohmann::json(names[r.predictions[i]]).dump()
-       << ", \"probs\": [";
-    for (std::size_t k = 0; k < p.size(); ++k) os << (k ? ", " : "") << float_text(float(p[k] / sum));
-    os << "], \"logits\": [";
-    for (std::size_t k = 0; k < z.size(); ++k) os << (k ? ", " : "") << float_text(float(z[k]));
-    os << "]}\n";
-  }
-  if (c.has("output")) atomic_write_bytes(c.str("output"), os.str());
-  else std::cout << os.str() << std::flush;
-  return 0;
+  return on_device(c.str("device"), [&]<class D>(D) {
+    inference_setup<D> m = load_for_inference<D>(c);
+    read_options o = data_options(c, m.model->config().id2label, false);
+    o.label_column = c.has("label-column") ? c.str("label-column") : "";
+    dataset data = read_dataset(c.str("input"), o);
+    for (auto& e : data.examples) e.label = -1; // labels are ignored
+    data.has_labels = false;
+    std::ostringstream quiet;
+    trainer<float, D> t(*m.model, *m.tok, m.args, quiet);
+    const prediction_output r = t.evaluate(data, "predict");
+    std::ostringstream os;
+    const auto& names = m.model->config().id2label;
+    for (std::size_t i = 0; i < r.logits.size(); ++i) {
+      const auto& z = r.logits[i];
+      double mx = z[0], sum = 0;
+      for (double v : z) mx = std::max(mx, v);
+      std::vector<double> p(z.size());
+      for (std::size_t k = 0; k < z.size(); ++k) sum += (p[k] = std::exp(z[k] - mx));
+      os << "{\"label\": " << r.predictions[i] << ", \"label_name\": " << nlohmann::json(names[r.predictions[i]]).dump()
+         << ", \"probs\": [";
+      for (std::size_t k = 0; k < p.size(); ++k) os << (k ? ", " : "") << float_text(float(p[k] / sum));
+      os << "], \"logits\": [";
+      for (std::size_t k = 0; k < z.size(); ++k) os << (k ? ", " : "") << float_text(float(z[k]));
+      os << "]}\n";
+    }
+    if (c.has("output")) atomic_write_bytes(c.str("output"), os.str());
+    else std::cout << os.str() << std::flush;
+    return 0;
+  });
 }
 
 // ------------------------------------------------------------------------------------------------ compare

@@ -3,7 +3,7 @@
 /* The backend contract. backend<Device> is the op table every device implements (ggml's ggml_backend_i, candle's
    BackendStorage): static member templates over raw pointers to contiguous device data, each taking the device's
    context<Device> first (stream, library handles, scratch arena, threads), as llm.c passes its cudaStream_t.
-   Autograd ops (ops/*.hpp) call only this table, so model code never names a device's kernels.
+   Autograd ops (the ops/ headers) call only this table, so model code never names a device's kernels.
 
    `backend_for<Device, T>` below is the contract as code: one requirement per member, checked at compile time by
    each backend for the element types it serves (cpu/backend.hpp: float, double; cuda/backend.hpp: float, half,
@@ -90,7 +90,7 @@ template <class Device> context<Device>*& current_context_slot() {
 } // namespace detail
 
 /// @brief The context ops on this thread run in: the device's default context unless a context_scope chose another
-/// (as a CUDA stream guard does in PyTorch). Ops (ops/*.hpp) take it here and pass it to every backend call.
+/// (as a CUDA stream guard does in PyTorch). Ops (the ops/ headers) take it here and pass it to every backend call.
 template <class Device> context<Device>& current_context() {
   context<Device>* c = detail::current_context_slot<Device>();
   return c ? *c : default_context<Device>();

@@ -61,7 +61,6 @@ template <class T, class D> variable<T, D> add(const variable<T, D>& a, const va
   const shape sa = a.shape(), sb = b.shape();
   return make_result(std::move(out), "add", {&a, &b}, [=] {
     return [=](const tensor<T, D>& g, node<T, D>& self) {
-      auto& ctx = current_context<D>();
       self.accumulate(0, detail::reduce_to(g, sa));
       self.accumulate(1, detail::reduce_to(g, sb));
     };

@@ -1,0 +1,217 @@
+// SPDX-License-Identifier: MIT
+// The backend contract (backend.hpp's backend_for) as a test: a stub device that implements every member of the
+// table and does nothing but record the call. The whole model (BertForSequenceClassification), its loss, the
+// backward pass, gradient clipping, an AdamW step and the trainer compile for it and run through the table alone;
+// a device missing one member does not satisfy the contract.
+
+#include <cstdint> // int64_t, int32_t, uint8_t, uint64_t
+#include <cstdlib> // malloc, free
+#include <set>     // set
+#include <string>  // string
+#include <vector>  // vector
+
+#include "test_helpers.hpp"
+
+namespace minibert {
+namespace device {
+/// a device whose kernels only record that they were called (host memory, never written)
+struct stub {
+  static constexpr const char* name = "stub";
+};
+/// a device whose table lacks members
+struct incomplete {
+  static constexpr const char* name = "incomplete";
+};
+} // namespace device
+
+template <> struct device_memory<device::stub> {
+  static void* allocate(std::size_t bytes) { return bytes ? std::calloc(1, bytes) : nullptr; }
+  static void deallocate(void* p) noexcept { std::free(p); }
+};
+template <> struct context<device::stub> {
+  std::vector<std::string> calls;
+};
+template <> context<device::stub>& default_context<device::stub>() {
+  static context<device::stub> ctx;
+  return ctx;
+}
+
+template <> struct backend<device::stub> {
+  using i64 = std::int64_t;
+  using ctx_t = context<device::stub>;
+  template <class T> using A = acc_t<T>;
+  static void call(ctx_t& c, const char* name) { c.calls.emplace_back(name); }
+
+  template <class T> static void fill(ctx_t& c, T*, i64, T) { call(c, "fill"); }
+  template <class T> static void copy(ctx_t& c, const T*, T*, i64) { call(c, "copy"); }
+  template <class T> static void upload(ctx_t& c, const T*, T*, i64) { call(c, "upload"); }
+  template <class T> static void download(ctx_t& c, const T*, T*, i64) { call(c, "download"); }
+  template <class T> static void copy_strided(ctx_t& c, const T*, const shape&, const shape&, T*) { call(c, "copy_strided"); }
+  template <class T> static void copy_into(ctx_t& c, const T*, T*, const shape&, const shape&) { call(c, "copy_into"); }
+  template <class T> static void cast(ctx_t& c, const T*, A<T>*, i64) { call(c, "cast"); }
+  static void synchronize(ctx_t& c) { call(c, "synchronize"); }
+  template <class T> static void axpy(ctx_t& c, T, const T*, T*, i64) { call(c, "axpy"); }
+  template <class T> static void scale(ctx_t& c, T, const T*, T*, i64) { call(c, "scale"); }
+  template <class T>
+  static void binary(ctx_t& c, binary_op, const shape&, const T*, const shape&, const T*, const shape&, T*) {
+    call(c, "binary");
+  }
+  template <class T> static void sum_to(ctx_t& c, const T*, const shape&, T*, i64, const shape&) { call(c, "sum_to"); }
+  template <class T> static void sum_all(ctx_t& c, const T*, i64, bool, T*) { call(c, "sum_all"); }
+  template <class T> static void broadcast_scalar(ctx_t& c, const T*, T, T*, i64) { call(c, "broadcast_scalar"); }
+  template <class T>
+  static void gemm(ctx_t& c, bool, bool, i64, i64, i64, A<T>, const T*, i64, const T*, i64, A<T>, T*, i64) {
+    call(c, "gemm");
+  }
+  template <class T>
+  static void gemm_batched(ctx_t& c, bool, bool, i64, i64, i64, A<T>, const T*, i64, i64, const T*, i64, i64, A<T>, T*,
+                           i64, i64, i64) {
+    call(c, "gemm_batched");
+  }
+  template <class T> static void linear_forward(ctx_t& c, const T*, const T*, const T*, T*, i64, i64, i64) {
+    call(c, "linear_forward");
+  }
+  template <class T>
+  static void linear_backward(ctx_t& c, const T*, const T*, const T*, T*, T*, T*, i64, i64, i64) {
+    call(c, "linear_backward");
+  }
+  template <class T> static void activation_forward(ctx_t& c, activation, const T*, T*, i64) { call(c, "activation_forward"); }
+  template <class T> static void activation_backward(ctx_t& c, activation, const T*, const T*, T*, i64) {
+    call(c, "activation_backward");
+  }
+  template <class T>
+  static void layer_norm_forward(ctx_t& c, const T*, const T*, const T*, T*, A<T>*, A<T>*, i64, i64, double) {
+    call(c, "layer_norm_forward");
+  }
+  template <class T>
+  static void layer_norm_backward(ctx_t& c, const T*, const T*, const T*, const A<T>*, const A<T>*, T*, T*, T*, i64, i64) {
+    call(c, "layer_norm_backward");
+  }
+  template <class T> static void softmax_forward(ctx_t& c, const T*, const T*, const row_broadcast&, T*, i64, i64) {
+    call(c, "softmax_forward");
+  }
+  template <class T> static void softmax_backward(ctx_t& c, const T*, const T*, T*, i64, i64) { call(c, "softmax_backward"); }
+  template <class T> static void additive_mask(ctx_t& c, const std::int32_t*, T*, i64) { call(c, "additive_mask"); }
+  template <class T, class I> static void embedding_forward(ctx_t& c, const I*, const T*, T*, i64, i64) {
+    call(c, "embedding_forward");
+  }
+  template <class T, class I> static void embedding_backward(ctx_t& c, const I*, const T*, T*, i64, i64) {
+    call(c, "embedding_backward");
+  }
+  template <class T, class I>
+  static void cross_entropy_forward(ctx_t& c, const T*, const I*, T*, i64, i64, i64, T*, A<T>*) {
+    call(c, "cross_entropy_forward");
+  }
+  template <class T, class I>
+  static void cross_entropy_backward(ctx_t& c, const T*, const I*, const T*, const A<T>*, T*, i64, i64, i64) {
+    call(c, "cross_entropy_backward");
+  }
+  template <class T> static void mse_forward(ctx_t& c, const T*, const T*, i64, T*) { call(c, "mse_forward"); }
+  template <class T> static void mse_backward(ctx_t& c, const T*, const T*, const T*, T*, i64) { call(c, "mse_backward"); }
+  template <class T> static void bce_with_logits_forward(ctx_t& c, const T*, const T*, i64, T*) {
+    call(c, "bce_with_logits_forward");
+  }
+  template <class T> static void bce_with_logits_backward(ctx_t& c, const T*, const T*, const T*, T*, i64) {
+    call(c, "bce_with_logits_backward");
+  }
+  template <class T>
+  static void dropout_forward(ctx_t& c, const T*, T*, std::uint8_t*, i64, float, std::uint64_t, std::uint64_t) {
+    call(c, "dropout_forward");
+  }
+  template <class T> static void dropout_backward(ctx_t& c, const T*, const std::uint8_t*, T*, i64, float) {
+    call(c, "dropout_backward");
+  }
+  template <class T> struct attention_saved {};
+  template <class T>
+  static void attention_forward(ctx_t& c, const attention_dims&, const T*, const T*, const T*, const T*, T*,
+                                attention_saved<T>&, float, std::uint64_t, std::uint64_t) {
+    call(c, "attention_forward");
+  }
+  template <class T>
+  static void attention_backward(ctx_t& c, const attention_dims&, const T*, const T*, const T*, const T*, const T*,
+                                 const attention_saved<T>&, float, T*, T*, T*) {
+    call(c, "attention_backward");
+  }
+  template <class T>
+  static void adamw_step(ctx_t& c, A<T>*, T*, const T*, A<T>*, A<T>*, i64, const adamw_coefficients<A<T>>&) {
+    call(c, "adamw_step");
+  }
+  template <class T> static void sum_squares(ctx_t& c, const T*, i64, double*) { call(c, "sum_squares"); }
+  template <class T> static void clip_by_norm(ctx_t& c, T*, i64, const double*, double) { call(c, "clip_by_norm"); }
+};
+
+template <> struct backend<device::incomplete> {
+  template <class T> static void fill(context<device::incomplete>&, T*, std::int64_t, T) {}
+};
+
+static_assert(backend_for<device::stub, float>, "the stub implements the whole table");
+static_assert(!backend_for<device::incomplete, float>, "a table missing members does not satisfy the contract");
+static_assert(!has_memory_stats<device::stub>, "allocator statistics are optional");
+
+// the trainer compiles for any device that implements the table
+template class trainer<float, device::stub>;
+
+} // namespace minibert
+
+namespace {
+using minibert::device::stub;
+
+minibert::bert_config tiny_config() {
+  minibert::bert_config c;
+  c.vocab_size = 30;
+  c.hidden_size = 8;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.intermediate_size = 16;
+  c.max_position_embeddings = 16;
+  c.id2label = {"neg", "pos"};
+  return c;
+}
+
+std::set<std::string> calls_made() {
+  auto& calls = minibert::default_context<stub>().calls;
+  std::set<std::string> s(calls.begin(), calls.end());
+  calls.clear();
+  return s;
+}
+} // namespace
+
+TEST_CASE("backend contract: the whole model trains through the table of a stub device") {
+  using namespace minibert;
+  bert_for_sequence_classification<float, stub> model(tiny_config());
+  generator gen(1);
+  model.init_weights(gen);
+  model.train();
+  calls_made();
+  const std::int64_t B = 2, T = 5;
+  model_batch<stub> mb = to_device<stub>(collate(
+      tokenized_dataset{{{2, 5, 7, 3}, {2, 9, 3}}, {{0, 0, 0, 0}, {0, 0, 0}}, {1, 0}, 0}, std::vector<std::size_t>{0, 1}));
+  CHECK(mb.inputs.input_ids.shape() == shape{B, 4});
+  (void)T;
+
+  auto logits = model.forward(mb.inputs, gen);
+  CHECK(logits.shape() == shape{B, 2});
+  auto loss = model.loss(logits, mb.labels);
+  const std::set<std::string> forward = calls_made();
+  for (const char* op : {"additive_mask", "embedding_forward", "layer_norm_forward", "linear_forward", "attention_forward",
+                         "activation_forward", "dropout_forward", "cross_entropy_forward", "binary"})
+    CHECK_MESSAGE(forward.count(op), "the forward pass did not call " << op);
+  CHECK_FALSE(forward.count("download")); // no host synchronization in the forward pass
+
+  loss.backward();
+  const std::set<std::string> backward = calls_made();
+  for (const char* op : {"cross_entropy_backward", "linear_backward", "attention_backward", "layer_norm_backward",
+                         "activation_backward", "dropout_backward", "embedding_backward"})
+    CHECK_MESSAGE(backward.count(op), "the backward pass did not call " << op);
+  CHECK_FALSE(backward.count("download"));
+
+  auto groups = default_param_groups(model, 0.01);
+  adamw<float, stub> opt(groups);
+  const tensor<double, stub> norm = clip_grad_norm_on_device(model.parameters(), 1.0);
+  opt.step(1e-3);
+  const std::set<std::string> update = calls_made();
+  for (const char* op : {"sum_squares", "clip_by_norm", "adamw_step"})
+    CHECK_MESSAGE(update.count(op), "the optimizer step did not call " << op);
+  CHECK_FALSE(update.count("download")); // clipping and the update need no host synchronization
+  CHECK(norm.shape() == shape{1});
+}
