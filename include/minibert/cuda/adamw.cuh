@@ -1,0 +1,123 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/* CUDA kernels of the optimizer (llm.c's llmc/adamw.cuh): the fused AdamW update on fp32 master weights in
+   cpu/adamw.hpp's (torch's) operation order, with round-to-nearest intrinsics so that nvcc contracts nothing into an
+   FMA the CPU does not do; the sum of squares of a gradient (double, deterministic two-pass reduction) that
+   clip_grad_norm adds up over parameters; and the clip itself, whose coefficient is read from device memory. */
+#ifndef __CUDACC__
+#error "minibert/cuda/adamw.cuh needs nvcc; host code includes <minibert/cuda/backend.hpp>"
+#endif
+
+#include <algorithm>   // min, max
+#include <cstdint>     // int64_t
+#include <type_traits> // is_same_v
+
+#include <minibert/backend.hpp>
+#include <minibert/cuda/backend.hpp>
+#include <minibert/cuda/common.cuh>
+
+namespace minibert {
+namespace cuda {
+
+// ---------------------------------------------------------------------------------------------------------------------
+// CUDA kernels
+
+inline constexpr int adamw_block = 256;
+inline constexpr int sum_squares_max_partials = 1024; // a function of n only: the same sums on every device
+
+// one AdamW step per element on master p (n), m, v (n), grad g (n); param (n) = T(p) unless it is p itself
+//   p = p * decay;  m = m * beta1 + (1-beta1) * g;  v = v * beta2 + (1-beta2) * g * g;
+//   p = p + (neg_step_size * m) / (sqrt(v) / bias_correction2_sqrt + eps)
+template <class T>
+__global__ void adamw_kernel(i64 n, float* __restrict__ master, T* param, const T* __restrict__ g,
+                             float* __restrict__ m, float* __restrict__ v, adamw_coefficients<float> c,
+                             bool write_param) {
+  for (i64 i = global_thread_index(); i < n; i += global_thread_count()) {
+    const float gi = to_float(g[i]);
+    const float p = __fmul_rn(master[i], c.decay);
+    const float mi = __fadd_rn(__fmul_rn(m[i], c.beta1), __fmul_rn(c.one_minus_beta1, gi));
+    const float vi = __fadd_rn(__fmul_rn(v[i], c.beta2), __fmul_rn(__fmul_rn(c.one_minus_beta2, gi), gi));
+    const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), c.bias_correction2_sqrt), c.eps);
+    const float pn = __fadd_rn(p, __fdiv_rn(__fmul_rn(c.neg_step_size, mi), denom));
+    master[i] = pn;
+    m[i] = mi;
+    v[i] = vi;
+    if (write_param) param[i] = from_float<T>(pn);
+  }
+}
+
+// sum of v over the block, valid in thread 0 (fixed tree: reproducible)
+__device__ __forceinline__ double sum_squares_block_sum(double v) {
+  __shared__ double warp_sums[32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  v = warp_reduce_sum(v);
+  if (lane == 0) warp_sums[warp] = v;
+  __syncthreads();
+  v = lane < warps ? warp_sums[lane] : 0.0;
+  return warp == 0 ? warp_reduce_sum(v) : v;
+}
+
+// partial[b] = sum of x^2 (in double) over block b's grid-stride share of x (n)
+template <class T>
+__global__ void sum_squares_partial_kernel(const T* __restrict__ x, double* __restrict__ partial, i64 n) {
+  double s = 0.0;
+  for (i64 i = global_thread_index(); i < n; i += global_thread_count()) {
+    const double xi = double(to_float(x[i]));
+    s += xi * xi;
+  }
+  s = sum_squares_block_sum(s);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+// one block: total[0] += sum of the partials, in a fixed order (Acc = double; a template, so no ODR clash)
+template <class Acc>
+__global__ void sum_squares_reduce_kernel(const Acc* __restrict__ partial, int partials, Acc* __restrict__ total) {
+  Acc s = 0.0;
+  for (int b = threadIdx.x; b < partials; b += blockDim.x) s += partial[b];
+  s = sum_squares_block_sum(s);
+  if (threadIdx.x == 0) total[0] += s;
+}
+
+// x (n) *= T(clip_coefficient(total_sq, max_norm)) when that is < 1; every thread reads the device scalar
+template <class T>
+__global__ void clip_by_norm_kernel(i64 n, T* __restrict__ x, const double* __restrict__ total_sq, double max_norm) {
+  const double coef = clip_coefficient(total_sq[0], max_norm);
+  if (!(coef < 1.0)) return;
+  const float a = to_float(from_float<T>(float(coef))); // T(coef), as the CPU's scale(T(coef), x)
+  for (i64 i = global_thread_index(); i < n; i += global_thread_count()) x[i] = from_float<T>(a * to_float(x[i]));
+}
+
+} // namespace cuda
+
+// ---------------------------------------------------------------------------------------------------------------------
+// kernel launchers
+
+/// master, m, v (n) fp32 updated in place from grad g (n); param (n) = T(master) unless it is the master itself
+template <class T>
+void backend<device::cuda>::adamw_step(ctx_t& ctx, A<T>* master, T* param, const T* g, A<T>* m, A<T>* v, i64 n,
+                                       const adamw_coefficients<A<T>>& c) {
+  static_assert(std::is_same_v<A<T>, float>, "the CUDA AdamW keeps fp32 master weights and moments");
+  const bool write_param = param && static_cast<const void*>(param) != static_cast<const void*>(master);
+  cuda::launch_1d(cuda::adamw_kernel<T>, n, cuda::stream_of(ctx), master, param, g, m, v, c, write_param);
+}
+
+/// x (n) -> total[0] += sum x^2 (double, on the device)
+template <class T> void backend<device::cuda>::sum_squares(ctx_t& ctx, const T* x, i64 n, double* total) {
+  if (n <= 0) return;
+  cudaStream_t stream = cuda::stream_of(ctx);
+  const i64 want = cuda::ceil_div(n, 8 * cuda::adamw_block); // about 8 elements per thread
+  const int partials = static_cast<int>(std::max<i64>(1, std::min<i64>(cuda::sum_squares_max_partials, want)));
+  double* partial = ctx.scratch<double>(partials);
+  cuda::sum_squares_partial_kernel<<<partials, cuda::adamw_block, 0, stream>>>(x, partial, n);
+  MINIBERT_CUDA_CHECK(cudaGetLastError());
+  cuda::sum_squares_reduce_kernel<<<1, 1024, 0, stream>>>(partial, partials, total);
+  MINIBERT_CUDA_CHECK(cudaGetLastError());
+}
+
+/// x (n) *= clip coefficient of the device scalar total_sq (unchanged when the coefficient is 1)
+template <class T>
+void backend<device::cuda>::clip_by_norm(ctx_t& ctx, T* x, i64 n, const double* total_sq, double max_norm) {
+  cuda::launch_1d(cuda::clip_by_norm_kernel<T>, n, cuda::stream_of(ctx), x, total_sq, max_norm);
+}
+
+} // namespace minibert

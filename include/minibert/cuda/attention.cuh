@@ -1,0 +1,162 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/* CUDA multi-head self-attention (Vaswani et al. 2017), forward and backward side by side, as cpu/attention.hpp with
+   materialized probabilities (llm.c's llmc/attention.cuh without the permutes): q, k, v (B,T,C) are read in place
+   with row stride ld (column blocks of one (B,T,3C) QKV projection, or separate tensors), heads taken as column
+   blocks of size HS = C/NH; one strided-batched cuBLASLt GEMM over the NH heads of each batch row:
+     S = q_h k_h^T / sqrt(HS) (+ mask[b]);  P = softmax(S) (B,NH,T,T);  O_h = dropout(P) v_h -> out (B,T,C)
+   P and the dropout keep mask (B,NH,T,T) are saved for the backward. As on the CPU, keys past the last unmasked one of
+   a batch row are left out of the softmax (probability 0), so a row's result does not depend on its padding. */
+#ifndef __CUDACC__
+#error "minibert/cuda/attention.cuh needs nvcc; host code includes <minibert/cuda/backend.hpp>"
+#endif
+
+#include <cmath>       // sqrt, INFINITY
+#include <cstdint>     // int64_t, uint8_t, uint64_t
+#include <type_traits> // is_same_v
+
+#include <minibert/backend.hpp>
+#include <minibert/cuda/backend.hpp>
+#include <minibert/cuda/common.cuh>
+#include <minibert/cuda/dropout.cuh>
+#include <minibert/cuda/softmax.cuh>
+#include <minibert/dtype.hpp>
+#include <minibert/tensor.hpp>
+
+namespace minibert {
+namespace cuda {
+
+// ---------------------------------------------------------------------------------------------------------------------
+// CUDA kernels
+
+inline constexpr int attention_block = 256; // 8 rows (warps) per block
+
+// A key is masked out when its additive mask is below this (the CPU's T(-1e30) for fp32 and bf16, whose lowest is
+// -3.4e38; fp16's lowest is -65504, and below -65000 it has only -65504, -65472, ... and -inf).
+template <class T> inline float attention_masked_below() { return std::is_same_v<T, half> ? -65000.0f : -1e30f; }
+
+// In place on S (B,NH,T,T) scaled scores: row r = (b, h, i) becomes softmax over keys [0, L_b) of S + mask[b] and 0
+// past L_b, L_b = 1 + the last key of batch row b whose mask is not below masked_below (at least 1). One warp per row.
+template <class T>
+__global__ void attention_softmax_kernel(T* S, const T* __restrict__ mask, i64 R, i64 rows_per_batch, i64 Tn,
+                                         float masked_below) {
+  const i64 r = i64(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (r >= R) return;
+  const T* mr = mask ? mask + (r / rows_per_batch) * Tn : nullptr;
+  i64 L = Tn;
+  if (mr) {
+    int last = 0; // key 0 always counts (the CPU's l > 1)
+    for (i64 j = lane; j < Tn; j += 32)
+      if (!(to_float(mr[j]) < masked_below)) last = int(j);
+    for (int o = 16; o > 0; o >>= 1) last = max(last, __shfl_xor_sync(0xffffffffu, last, o));
+    L = last + 1;
+  }
+  T* row = S + r * Tn;
+  auto value = [&](i64 j) { return mr ? to_float(row[j]) + to_float(mr[j]) : to_float(row[j]); };
+  float m = -INFINITY;
+  for (i64 j = lane; j < L; j += 32) m = fmaxf(m, value(j));
+  m = warp_reduce_max(m);
+  if (m == -INFINITY) { // all -inf: zeros, as the CPU's softmax
+    for (i64 j = lane; j < Tn; j += 32) row[j] = from_float<T>(0.0f);
+    return;
+  }
+  float s = 0.0f;
+  for (i64 j = lane; j < L; j += 32) s += expf(value(j) - m);
+  const float inv = 1.0f / warp_reduce_sum(s);
+  // each lane rewrites only the entries it read, after the warp's reductions: in place is safe
+  for (i64 j = lane; j < Tn; j += 32) row[j] = from_float<T>(j < L ? expf(value(j) - m) * inv : 0.0f);
+}
+
+} // namespace cuda
+
+// ---------------------------------------------------------------------------------------------------------------------
+// kernel launchers
+
+/// q, k, v (B,T,C) row stride d.ld_qkv, mask (B,T) additive or null -> out (B,T,C); saves probs, keep (B,NH,T,T)
+template <class T>
+void backend<device::cuda>::attention_forward(ctx_t& ctx, const attention_dims& d, const T* q, const T* k, const T* v,
+                                              const T* mask, T* out, attention_saved<T>& saved, float p,
+                                              std::uint64_t seed, std::uint64_t base) {
+  const i64 B = d.B, Tn = d.T, C = d.C, NH = d.NH, ld = d.ld_qkv;
+  MINIBERT_CHECK(NH > 0 && C % NH == 0, "attention", "C " << C << " not divisible by " << NH << " heads");
+  MINIBERT_CHECK(p >= 0.0f && p < 1.0f, "attention", "dropout probability " << p << " outside [0, 1)");
+  const i64 HS = d.HS(), TT = Tn * Tn, n = B * NH * TT;
+  saved.probs = tensor<T, device::cuda>::empty({B, NH, Tn, Tn});
+  saved.keep = tensor<std::uint8_t, device::cuda>();
+  if (n == 0 || C == 0) return;
+  cudaStream_t stream = cuda::stream_of(ctx);
+  T* P = saved.probs.data();
+  const float scale = 1.0f / std::sqrt(float(HS));
+  // S (NH,T,T) of batch row b = scale * q_h k_h^T, head h at column h*HS of q and k
+  for (i64 b = 0; b < B; ++b)
+    gemm_batched<T>(ctx, false, true, Tn, Tn, HS, scale, q + b * Tn * ld, ld, HS, k + b * Tn * ld, ld, HS, 0.0f,
+                    P + b * NH * TT, Tn, TT, NH);
+  constexpr int rows_per_block = cuda::attention_block / 32;
+  const i64 R = B * NH * Tn;
+  cuda::attention_softmax_kernel<<<static_cast<unsigned>(cuda::ceil_div(R, rows_per_block)), cuda::attention_block, 0,
+                                   stream>>>(P, mask, R, NH * Tn, Tn, cuda::attention_masked_below<T>());
+  MINIBERT_CUDA_CHECK(cudaGetLastError());
+  const T* PV = P;
+  if (p > 0.0f) {
+    // element (bh, i, j) of (B,NH,T,T) is element bh*T*T + i*T + j of one dropout draw: the CPU's Philox index
+    saved.keep = tensor<std::uint8_t, device::cuda>::empty(saved.probs.shape());
+    T* dropped = ctx.scratch<T>(n);
+    cuda::dropout_forward(stream, static_cast<const T*>(P), dropped, saved.keep.data(), n, p, seed, base);
+    PV = dropped;
+  }
+  // O_h (T,HS) = dropout(P) (T,T) v_h (T,HS), written at column h*HS of out (B,T,C)
+  for (i64 b = 0; b < B; ++b)
+    gemm_batched<T>(ctx, false, false, Tn, HS, Tn, 1.0f, PV + b * NH * TT, Tn, TT, v + b * Tn * ld, ld, HS, 0.0f,
+                    out + b * Tn * C, C, HS, NH);
+}
+
+/// dout (B,T,C), q, k, v (B,T,C) row stride d.ld_qkv, saved probs/keep -> dq, dk, dv (B,T,C) row stride d.ld_qkv,
+/// overwritten. The mask is additive (no gradient) and its key lengths are already in the zeros of P.
+template <class T>
+void backend<device::cuda>::attention_backward(ctx_t& ctx, const attention_dims& d, const T* dout, const T* q,
+                                               const T* k, const T* v, const T* /*mask*/,
+                                               const attention_saved<T>& saved, float p, T* dq, T* dk, T* dv) {
+  const i64 B = d.B, Tn = d.T, C = d.C, NH = d.NH, ld = d.ld_qkv;
+  MINIBERT_CHECK(NH > 0 && C % NH == 0, "attention", "C " << C << " not divisible by " << NH << " heads");
+  const i64 HS = d.HS(), TT = Tn * Tn, n = B * NH * TT;
+  if (n == 0 || C == 0) return;
+  MINIBERT_CHECK(saved.probs.data() && saved.probs.numel() == n, "attention",
+                 "saved probabilities " << saved.probs.shape() << " for B " << B << ", NH " << NH << ", T " << Tn);
+  MINIBERT_CHECK(p == 0.0f || (saved.keep.data() && saved.keep.numel() == n), "attention",
+                 "dropout " << p << " without a saved keep mask");
+  cudaStream_t stream = cuda::stream_of(ctx);
+  const T* P = saved.probs.data();
+  const std::uint8_t* keep = p > 0.0f ? saved.keep.data() : nullptr;
+  const float scale = 1.0f / std::sqrt(float(HS));
+  // one scratch block: dP (B,NH,T,T), then (with dropout) dropout(P) (B,NH,T,T)
+  T* dP = ctx.scratch<T>((keep ? 2 : 1) * n);
+  const T* PV = P;
+  if (keep) {
+    T* dropped = dP + n;
+    cuda::dropout_backward(stream, P, keep, dropped, n, p); // keep ? P / (1-p) : 0
+    PV = dropped;
+  }
+  for (i64 b = 0; b < B; ++b) {
+    const T* dO = dout + b * Tn * C; // head h at column h*HS
+    // dv_h (T,HS) = dropout(P)^T (T,T) dO_h (T,HS)
+    gemm_batched<T>(ctx, true, false, Tn, HS, Tn, 1.0f, PV + b * NH * TT, Tn, TT, dO, C, HS, 0.0f, dv + b * Tn * ld, ld,
+                    HS, NH);
+    // dP (T,T) = dO_h (T,HS) v_h^T
+    gemm_batched<T>(ctx, false, true, Tn, Tn, HS, 1.0f, dO, C, HS, v + b * Tn * ld, ld, HS, 0.0f, dP + b * NH * TT, Tn,
+                    TT, NH);
+  }
+  // dS = P * (g - rowsum(g * P)), g = dP through the keep mask and 1/(1-p); in place (P is 0 past each key length)
+  cuda::softmax_backward(stream, P, static_cast<const T*>(dP), keep, keep ? cuda::dropout_scale(p) : 1.0f, dP,
+                         B * NH * Tn, Tn);
+  for (i64 b = 0; b < B; ++b) {
+    const T* dS = dP + b * NH * TT;
+    // dq_h (T,HS) = scale * dS (T,T) k_h (T,HS);  dk_h (T,HS) = scale * dS^T q_h
+    gemm_batched<T>(ctx, false, false, Tn, HS, Tn, scale, dS, Tn, TT, k + b * Tn * ld, ld, HS, 0.0f, dq + b * Tn * ld,
+                    ld, HS, NH);
+    gemm_batched<T>(ctx, true, false, Tn, HS, Tn, scale, dS, Tn, TT, q + b * Tn * ld, ld, HS, 0.0f, dk + b * Tn * ld,
+                    ld, HS, NH);
+  }
+}
+
+} // namespace minibert
