@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: MIT
-// End-to-end BERT throughput on the CPU: bert-base-sized BertForSequenceClassification (random weights: no
+// End-to-end BERT throughput on the CPU and the GPU: bert-base-sized BertForSequenceClassification (random weights: no
 // pretrained weights exist on these machines), batch B, sequence T, all positions valid.
 //   BM_BertInference_CpuF32/B/T  forward under no_grad (eval mode)
 //   BM_BertTrainStep_CpuF32/B/T  forward + backward in train mode (dropout 0.1), gradients zeroed each step
+//   BM_Bert*_CudaF32/B/T         the same on the GPU (with the CUDA backend built; skipped without a GPU)
 // Counters: samples/s, and peak_rss_mb (getrusage: the whole process, so run one benchmark per process with
 // --benchmark_filter, as benchmarks/run_bert_bench.sh does). The PyTorch side is bench_bert_torch.py.
 #include <benchmark/benchmark.h>
 
 #include <minibert/bert.hpp>
 #include <minibert/heads.hpp>
+#if defined(MINIBERT_WITH_CUDA)
+#include <minibert/cuda/backend.hpp>
+#endif
 
 #include <sys/resource.h> // getrusage
 
@@ -24,13 +28,15 @@ bert_config base_config() {
   return c;
 }
 bert_inputs<device::cpu> random_batch(std::int64_t B, std::int64_t T, std::int64_t V) {
-  std::vector<std::int32_t> ids(B * T), mask(B * T, 1);
+  std::vector<std::int32_t> ids(B * T), mask(B * T, 1), pos(B * T);
+  for (std::int64_t i = 0; i < B * T; ++i) pos[i] = std::int32_t(i % T);
   std::uint64_t s = 12345;
   for (auto& x : ids) {
     s = s * 6364136223846793005ull + 1442695040888963407ull;
     x = std::int32_t(1000 + (s >> 33) % std::uint64_t(V - 1000));
   }
-  return {tensor<std::int32_t>::from(ids, {B, T}), tensor<std::int32_t>::from(mask, {B, T}), {}};
+  return {tensor<std::int32_t>::from(ids, {B, T}), tensor<std::int32_t>::from(mask, {B, T}), {},
+          tensor<std::int32_t>::from(pos, {B, T})};
 }
 double peak_rss_mb() {
   rusage u{};
@@ -39,43 +45,62 @@ double peak_rss_mb() {
 }
 } // namespace
 
-static void BM_BertInference_CpuF32(benchmark::State& state) {
+// one benchmark body per device: the result is synchronized every iteration (download of one value), so a GPU's
+// asynchronous queue is timed to completion
+template <class D> void bert_inference(benchmark::State& state) {
   const std::int64_t B = state.range(0), T = state.range(1);
   const bert_config c = base_config();
-  bert_for_sequence_classification<float> model(c);
+  bert_for_sequence_classification<float, D> model(c);
   generator gen(0);
   model.init_weights(gen);
   model.eval();
-  const auto in = random_batch(B, T, c.vocab_size);
+  const auto in = to_device<D>(model_batch<>{random_batch(B, T, c.vocab_size), {}, B}).inputs;
   for (auto _ : state) {
     no_grad ng;
     auto logits = model.forward(in, gen);
-    benchmark::DoNotOptimize(logits.value().data());
+    benchmark::DoNotOptimize(item(contiguous(logits.value().select(0, 0).select(0, 0))));
   }
   state.counters["samples_per_s"] = benchmark::Counter(double(B) * state.iterations(), benchmark::Counter::kIsRate);
   state.counters["peak_rss_mb"] = peak_rss_mb();
 }
 
-static void BM_BertTrainStep_CpuF32(benchmark::State& state) {
+/// forward + backward in train mode (dropout 0.1), gradients zeroed each step (as bench_bert_torch.py)
+template <class D> void bert_train_step(benchmark::State& state) {
   const std::int64_t B = state.range(0), T = state.range(1);
   const bert_config c = base_config();
-  bert_for_sequence_classification<float> model(c);
+  bert_for_sequence_classification<float, D> model(c);
   generator gen(0);
   model.init_weights(gen);
   model.train();
-  const auto in = random_batch(B, T, c.vocab_size);
   std::vector<std::int32_t> y(B);
   for (std::int64_t i = 0; i < B; ++i) y[i] = std::int32_t(i % 2);
-  const auto labels = tensor<std::int32_t>::from(y, {B});
+  const model_batch<D> mb = to_device<D>(model_batch<>{random_batch(B, T, c.vocab_size), tensor<std::int32_t>::from(y, {B}), B});
   for (auto _ : state) {
     model.zero_grad();
-    auto loss = model.loss(model.forward(in, gen), labels);
+    auto loss = model.loss(model.forward(mb.inputs, gen), mb.labels);
     loss.backward();
-    benchmark::DoNotOptimize(loss.value().data());
+    benchmark::DoNotOptimize(item(loss.value()));
   }
   state.counters["samples_per_s"] = benchmark::Counter(double(B) * state.iterations(), benchmark::Counter::kIsRate);
   state.counters["peak_rss_mb"] = peak_rss_mb();
 }
 
+static void BM_BertInference_CpuF32(benchmark::State& state) { bert_inference<device::cpu>(state); }
+static void BM_BertTrainStep_CpuF32(benchmark::State& state) { bert_train_step<device::cpu>(state); }
 BENCHMARK(BM_BertInference_CpuF32)->Args({32, 128})->Unit(benchmark::kMillisecond)->MinTime(20)->UseRealTime();
 BENCHMARK(BM_BertTrainStep_CpuF32)->Args({32, 128})->Unit(benchmark::kMillisecond)->MinTime(30)->UseRealTime();
+
+#if defined(MINIBERT_WITH_CUDA)
+// fp32 (TF32 when MINIBERT_ALLOW_TF32=1 is set in the environment); skipped without a GPU
+template <void (*Body)(benchmark::State&)> void on_gpu(benchmark::State& state) {
+  if (!cuda_available()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  Body(state);
+}
+static void BM_BertInference_CudaF32(benchmark::State& state) { on_gpu<bert_inference<device::cuda>>(state); }
+static void BM_BertTrainStep_CudaF32(benchmark::State& state) { on_gpu<bert_train_step<device::cuda>>(state); }
+BENCHMARK(BM_BertInference_CudaF32)->Args({32, 128})->Unit(benchmark::kMillisecond)->MinTime(2)->UseRealTime();
+BENCHMARK(BM_BertTrainStep_CudaF32)->Args({32, 128})->Unit(benchmark::kMillisecond)->MinTime(3)->UseRealTime();
+#endif

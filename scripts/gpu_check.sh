@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# The GPU check, in two halves so that the GPU machine spends no time compiling:
+#   scripts/gpu_check.sh build [DIR]   here (nvcc needs no GPU): configures DIR (default build-gpu) and builds only the
+#                                      GPU programs: tests/test_backend_ops, tests/test_cuda_model, benchmarks/bench_bert
+#   scripts/gpu_check.sh run [DIR]     on the GPU machine (the device tool carries DIR/tests and DIR/benchmarks): runs the
+#                                      GPU tests and benchmarks with time limits and writes $OUT/gpu_check.json (GPU name,
+#                                      each test case's result, each benchmark's figure); finishes in under 8 minutes.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+mode=${1:-run}
+dir=${2:-build-gpu}
+
+if [ "$mode" = build ]; then
+  set -e
+  cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMINIBERT_CUDA=ON -DMINIBERT_BUILD_BENCHMARKS=ON \
+        -DMINIBERT_NATIVE=OFF -DMINIBERT_BUILD_EXAMPLES=ON
+  cmake --build "$dir" --target test_backend_ops test_cuda_model bench_bert
+  ls -la "$dir/tests/test_backend_ops" "$dir/tests/test_cuda_model" "$dir/benchmarks/bench_bert"
+  exit 0
+fi
+
+out=${OUT:-.}
+mkdir -p "$out"
+log() { echo "[gpu_check $(date +%T)] $*"; }
+gpu=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -1)
+log "GPU: $gpu"
+for exe in "$dir/tests/test_backend_ops" "$dir/tests/test_cuda_model" "$dir/benchmarks/bench_bert"; do
+  missing=$(ldd "$exe" 2>/dev/null | grep "not found" || true)
+  [ -n "$missing" ] && log "$exe: missing libraries: $missing"
+done
+# tests: doctest's JUnit report per program (fp32, TF32 off: the tolerances assume it)
+for t in test_backend_ops test_cuda_model; do
+  log "running $t"
+  env -u MINIBERT_ALLOW_TF32 timeout 240 "$dir/tests/$t" --reporters=junit --out="$out/$t.xml" >"$out/$t.log" 2>&1
+  echo "exit $?" >>"$out/$t.log"
+  tail -3 "$out/$t.log"
+done
+# benchmarks: bert-base (batch 32, seq 128) inference and training step, GPU fp32 and TF32, and the CPU of the same
+# machine for the ratio
+log "benchmarks"
+env -u MINIBERT_ALLOW_TF32 timeout 120 "$dir/benchmarks/bench_bert" --benchmark_filter=Cuda \
+  --benchmark_format=json --benchmark_out="$out/bench_cuda_fp32.json" >/dev/null 2>"$out/bench_cuda_fp32.err"
+MINIBERT_ALLOW_TF32=1 timeout 120 "$dir/benchmarks/bench_bert" --benchmark_filter=Cuda \
+  --benchmark_format=json --benchmark_out="$out/bench_cuda_tf32.json" >/dev/null 2>"$out/bench_cuda_tf32.err"
+OMP_NUM_THREADS=$(nproc) timeout 150 "$dir/benchmarks/bench_bert" --benchmark_filter=BM_BertTrainStep_Cpu \
+  --benchmark_min_time=5 --benchmark_format=json --benchmark_out="$out/bench_cpu.json" >/dev/null 2>"$out/bench_cpu.err"
+python3 - "$out" "$gpu" <<'PY'
+import glob, json, os, sys
+import xml.etree.ElementTree as ET
+out, gpu = sys.argv[1], sys.argv[2]
+summary = {"gpu": gpu, "tests": {}, "benchmarks": {}}
+for xml in sorted(glob.glob(os.path.join(out, "test_*.xml"))):
+    try:
+        root = ET.parse(xml).getroot()
+    except Exception as e:  # a crashed program leaves no report
+        summary["tests"][os.path.basename(xml)] = f"no report: {e}"
+        continue
+    for case in root.iter("testcase"):
+        status = "failed" if case.find("failure") is not None or case.find("error") is not None else "passed"
+        summary["tests"][case.get("name")] = status
+for name in ("bench_cuda_fp32", "bench_cuda_tf32", "bench_cpu"):
+    path = os.path.join(out, name + ".json")
+    try:
+        for b in json.load(open(path))["benchmarks"]:
+            summary["benchmarks"][f"{name}:{b['name']}"] = {k: b.get(k) for k in ("real_time", "time_unit", "samples_per_s", "error_message") if k in b}
+    except Exception as e:
+        summary["benchmarks"][name] = f"no result: {e}"
+json.dump(summary, open(os.path.join(out, "gpu_check.json"), "w"), indent=2)
+failed = [k for k, v in summary["tests"].items() if v != "passed"]
+print(json.dumps({"gpu": gpu, "cases": len(summary["tests"]), "failed": failed}, indent=1))
+PY
+log "done: $out/gpu_check.json"
