@@ -116,7 +116,7 @@ bert_inputs<device::cpu> to_inputs(const batch& b) {
     for (auto& r : v) f.insert(f.end(), r.begin(), r.end());
     return tensor<std::int32_t>::from(f, {b.B, b.T});
   };
-  return {flat(b.ids), flat(b.mask), flat(b.types)};
+  return {flat(b.ids), flat(b.mask), flat(b.types), {}};
 }
 
 struct tol {

@@ -202,7 +202,7 @@ TEST_CASE("all-MiniLM-L6-v2 on the 1,821 SST-2 test sentences: minibert's fp32 l
         ids.push_back(real);
       }
       const bert_inputs<device::cpu> in{tensor<std::int32_t>::from(fi, {B, T}), tensor<std::int32_t>::from(fm, {B, T}),
-                                        tensor<std::int32_t>::from(ft, {B, T})};
+                                        tensor<std::int32_t>::from(ft, {B, T}), {}};
       const auto out = m->forward(in, gen).value().to_vector();
       REQUIRE(std::int64_t(out.size()) == B * 2);
       logits.insert(logits.end(), out.begin(), out.end());

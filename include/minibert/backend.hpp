@@ -79,7 +79,8 @@ MINIBERT_HOST_DEVICE double clip_coefficient(double total_sq, double max_norm) {
 template <class Device> struct context;
 /// @brief the op table of one device; specialized by each backend
 template <class Device> struct backend;
-/// @brief the device's default context (one per thread on the CPU; one per process on a GPU, on its own stream)
+/// @brief the device's default context (one per thread on the CPU; one per process on a GPU, on its own stream: use
+/// it from one host thread at a time, or give each thread its own context through context_scope)
 template <class Device> context<Device>& default_context();
 
 namespace detail {

@@ -35,8 +35,15 @@ template <> struct context<device::cuda> {
   void* blaslt = nullptr;          ///< cublasLtHandle_t
   void* workspace = nullptr;       ///< cuBLASLt workspace (device memory)
   std::size_t workspace_bytes = 0;
-  void* staging = nullptr;         ///< pinned host buffer for upload/download
+  void* staging = nullptr;         ///< pinned host buffer for large uploads and for downloads
   std::size_t staging_bytes = 0;
+  /// small uploads (a batch's ids and masks) go through a ring of pinned slots, each reused only after the copy that
+  /// last read it completed (its event), so an upload never waits for the kernels queued before it
+  static constexpr int upload_slots = 8;
+  static constexpr std::size_t upload_slot_bytes = std::size_t(1) << 20;
+  void* upload_ring = nullptr;                  ///< upload_slots x upload_slot_bytes of pinned memory
+  void* upload_events[upload_slots] = {};       ///< cudaEvent_t per slot
+  unsigned upload_next = 0;
 
   /// @brief n elements of T of device memory, zeroed; valid until the next scratch() call on this context
   template <class T> T* scratch(std::int64_t n) { return static_cast<T*>(scratch_bytes(std::size_t(n) * sizeof(T))); }

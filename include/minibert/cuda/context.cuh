@@ -52,6 +52,9 @@ context<device::cuda>::~context() {
   device_memory<device::cuda>::deallocate(scratch_);
   device_memory<device::cuda>::deallocate(workspace);
   if (staging) (void)cudaFreeHost(staging);
+  for (void* e : upload_events)
+    if (e) (void)cudaEventDestroy(static_cast<cudaEvent_t>(e));
+  if (upload_ring) (void)cudaFreeHost(upload_ring);
   if (blaslt) (void)cublasLtDestroy(static_cast<cublasLtHandle_t>(blaslt));
   if (s) (void)cudaStreamDestroy(s);
   (void)cudaGetLastError();

@@ -3,7 +3,9 @@
 /* CUDA embedding lookup and its scatter-add backward: ids (N) into weight (V,C) -> out (N,C). The backward is
    deterministic without atomics: a stable radix sort of (id, row) pairs (CUB) groups the rows of each id in row order,
    then the head of each id's run adds its rows into dweight[id] in that order, so for fp32 every sum is the CPU's
-   (dw[id] += dout[i] for i ascending) bit for bit. Ids are validated by the op before the kernels run. */
+   (dw[id] += dout[i] for i ascending) bit for bit. Ids are not checked on the device: the
+   op checks them only for CPU tensors, and the trainer's ids come from the tokenizer, whose vocabulary the model's
+   vocab_size covers (checked when the model is loaded). */
 #ifndef __CUDACC__
 #error "minibert/cuda/embedding.cuh needs nvcc; host code includes <minibert/cuda/backend.hpp>"
 #endif

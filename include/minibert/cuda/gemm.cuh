@@ -174,6 +174,9 @@ inline bool lt_declined(cublasStatus_t s) {
 
 /// @brief g on cuBLASLt (g.K > 0); false when cuBLASLt has no algorithm for it or rejects its layout
 template <class T> bool lt_matmul(context<device::cuda>& ctx, const gemm_args<T>& g) {
+  // cuBLASLt has no alignment preference for the bias epilogue and may fault on an unaligned bias: decline it, so
+  // the caller adds the bias with its own kernel
+  if (g.bias && reinterpret_cast<std::uintptr_t>(g.bias) % 16 != 0) return false;
   constexpr cudaDataType_t dt = lt_data_type<T>::value;
   // column-major operands: LA = our B, stored (N,K) [or (K,N) when tb]; LB = our A, stored (K,M) [or (M,K) when ta]
   const i64 la_rows = g.tb ? g.K : g.N, la_cols = g.tb ? g.N : g.K;

@@ -68,9 +68,35 @@ inline std::size_t ensure_staging(context<device::cuda>& ctx, std::size_t bytes)
   return std::min(size, staging_chunk);
 }
 
-/// @brief device dst = host src (bytes), through the staging buffer; src is reusable on return. Before the staging
-/// buffer is overwritten the stream is synchronized, since a copy queued earlier may still be reading it.
+/// @brief device dst = host src (bytes <= upload_slot_bytes) through the next slot of the pinned upload ring: waits
+/// only for the copy that last read that slot (upload_slots uploads ago), not for the kernels queued on the stream
+inline void ring_upload(context<device::cuda>& ctx, const void* src, void* dst, std::size_t bytes) {
+  using ctx_t = context<device::cuda>;
+  if (!ctx.upload_ring) {
+    MINIBERT_CUDA_CHECK(cudaMallocHost(&ctx.upload_ring, ctx_t::upload_slots * ctx_t::upload_slot_bytes));
+    for (auto& e : ctx.upload_events) {
+      cudaEvent_t ev = nullptr;
+      MINIBERT_CUDA_CHECK(cudaEventCreateWithFlags(&ev, cudaEventDisableTiming));
+      e = ev;
+    }
+  }
+  const unsigned k = ctx.upload_next++ % unsigned(ctx_t::upload_slots);
+  const cudaEvent_t done = static_cast<cudaEvent_t>(ctx.upload_events[k]);
+  MINIBERT_CUDA_CHECK(cudaEventSynchronize(done)); // an event never recorded is complete
+  char* slot = static_cast<char*>(ctx.upload_ring) + std::size_t(k) * ctx_t::upload_slot_bytes;
+  std::memcpy(slot, src, bytes);
+  MINIBERT_CUDA_CHECK(cudaMemcpyAsync(dst, slot, bytes, cudaMemcpyHostToDevice, stream_of(ctx)));
+  MINIBERT_CUDA_CHECK(cudaEventRecord(done, stream_of(ctx)));
+}
+
+/// @brief device dst = host src (bytes); src is reusable on return. Small transfers use the upload ring; large ones
+/// (weights) go through the staging buffer, synchronizing the stream before it is overwritten, since a copy queued
+/// earlier may still be reading it.
 inline void staged_upload(context<device::cuda>& ctx, const void* src, void* dst, std::size_t bytes) {
+  if (bytes <= context<device::cuda>::upload_slot_bytes) {
+    ring_upload(ctx, src, dst, bytes);
+    return;
+  }
   const cudaStream_t s = stream_of(ctx);
   const std::size_t chunk = ensure_staging(ctx, bytes);
   for (std::size_t off = 0; off < bytes; off += chunk) {
