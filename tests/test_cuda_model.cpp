@@ -42,17 +42,26 @@ bert_config small_config() {
   return c;
 }
 
-/// the CPU model's parameters copied into the GPU model (same names, same order)
-void copy_weights(const bert_for_sequence_classification<float>& from, bert_for_sequence_classification<float, cuda>& to) {
-  auto src = from.named_parameters();
-  auto dst = to.named_parameters();
-  REQUIRE(src.size() == dst.size());
-  for (std::size_t i = 0; i < src.size(); ++i) {
-    REQUIRE(src[i].first == dst[i].first);
-    const tensor<float, cuda> up = to_device<cuda>(src[i].second.value());
-    backend<cuda>::copy(current_context<cuda>(), up.data(), dst[i].second.mutable_value().data(), up.numel());
+/// the same model on both devices: initialized on the CPU, its parameters copied into the GPU model (same names,
+/// same order), both in train mode
+struct twin_models {
+  bert_for_sequence_classification<float> cpu{small_config()};
+  bert_for_sequence_classification<float, cuda> gpu{small_config()};
+  explicit twin_models(std::uint64_t seed) {
+    generator init(seed);
+    cpu.init_weights(init);
+    auto src = cpu.named_parameters();
+    auto dst = gpu.named_parameters();
+    REQUIRE(src.size() == dst.size());
+    for (std::size_t i = 0; i < src.size(); ++i) {
+      REQUIRE(src[i].first == dst[i].first);
+      const tensor<float, cuda> up = to_device<cuda>(src[i].second.value());
+      backend<cuda>::copy(current_context<cuda>(), up.data(), dst[i].second.mutable_value().data(), up.numel());
+    }
+    cpu.train();
+    gpu.train();
   }
-}
+};
 
 model_batch<> ragged_batch(std::uint64_t seed) {
   test::rng r(seed);
@@ -81,17 +90,12 @@ double relative_l2(const std::vector<double>& a, const std::vector<double>& b) {
 
 TEST_CASE("cuda model: BERT forward and backward on the GPU match the CPU") {
   if (skip_without_gpu("cuda model: forward and backward")) return;
-  const bert_config cfg = small_config();
-  bert_for_sequence_classification<float> cpu_model(cfg);
-  bert_for_sequence_classification<float, cuda> gpu_model(cfg);
-  generator init(7);
-  cpu_model.init_weights(init);
-  copy_weights(cpu_model, gpu_model);
+  twin_models m(7);
+  auto& cpu_model = m.cpu;
+  auto& gpu_model = m.gpu;
   const model_batch<> host = ragged_batch(11);
   const model_batch<cuda> dev = to_device<cuda>(host);
   generator g1(3), g2(3);
-  cpu_model.train();
-  gpu_model.train();
   auto cpu_logits = cpu_model.forward(host.inputs, g1);
   auto gpu_logits = gpu_model.forward(dev.inputs, g2);
   const double cond = 10; // see the header: two layers of differently ordered fp32 sums
@@ -111,17 +115,12 @@ TEST_CASE("cuda model: BERT forward and backward on the GPU match the CPU") {
 
 TEST_CASE("cuda model: 20 training steps on the GPU follow the CPU's") {
   if (skip_without_gpu("cuda model: 20 training steps")) return;
-  const bert_config cfg = small_config();
-  bert_for_sequence_classification<float> cpu_model(cfg);
-  bert_for_sequence_classification<float, cuda> gpu_model(cfg);
-  generator init(8);
-  cpu_model.init_weights(init);
-  copy_weights(cpu_model, gpu_model);
+  twin_models m(8);
+  auto& cpu_model = m.cpu;
+  auto& gpu_model = m.gpu;
   adamw<float> cpu_opt(default_param_groups(cpu_model, 0.01));
   adamw<float, cuda> gpu_opt(default_param_groups(gpu_model, 0.01));
   generator g1(5), g2(5);
-  cpu_model.train();
-  gpu_model.train();
   for (int step = 0; step < 20; ++step) {
     const model_batch<> host = ragged_batch(100 + std::uint64_t(step));
     const model_batch<cuda> dev = to_device<cuda>(host);

@@ -1,0 +1,11 @@
+# SPDX-License-Identifier: MIT
+# Included by each consumer project: when minibert was configured with the CUDA backend, a second program whose one
+# .cu defines the backend (consumer_cuda.cu) and whose other file is plain C++ (consumer_cuda_main.cpp).
+if(TARGET minibert::cuda)
+  if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
+    set(CMAKE_CUDA_ARCHITECTURES 80)
+  endif()
+  enable_language(CUDA)
+  add_executable(consumer_cuda ${CMAKE_CURRENT_LIST_DIR}/consumer_cuda.cu ${CMAKE_CURRENT_LIST_DIR}/consumer_cuda_main.cpp)
+  target_link_libraries(consumer_cuda PRIVATE minibert::cuda)
+endif()
