@@ -243,9 +243,12 @@ TEST_CASE("a hub id resolves through the local Hugging Face cache; early stoppin
                           (work / "test.tsv").string() + " --output " + (work / "hub_eval.json").string() + " 2>&1";
   CHECK(std::system(cmd.c_str()) == 0);
   CHECK(fs::exists(work / "hub_eval.json"));
+  ::setenv("HF_HUB_OFFLINE", "1", 1); // a hub id not in the cache, and no network: an error naming the cache
   const result missing = run("evaluate --model acme/not-there --data " + (work / "test.tsv").string());
+  ::unsetenv("HF_HUB_OFFLINE");
   CHECK(missing.code == 1);
   CHECK(missing.out.find("local Hugging Face cache") != std::string::npos);
+  CHECK(missing.out.find("HF_HUB_OFFLINE") != std::string::npos);
 
   // learning rate 0: the eval loss never improves, so patience 1 stops at the second evaluation
   const fs::path es = work / "early";

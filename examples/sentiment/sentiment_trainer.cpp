@@ -5,6 +5,7 @@
 //   sentiment_trainer evaluate --model DIR --data FILE
 //   sentiment_trainer predict  --model DIR --input FILE [--output FILE]
 //   sentiment_trainer compare  RUN_DIR... [--output-dir DIR]
+//   sentiment_trainer download ORG/NAME [--revision R] [--include PATTERN] [--cache-dir DIR]
 #include <minibert/bert.hpp>
 #include <minibert/detail/py_repr.hpp>
 #include <minibert/hub.hpp>
@@ -38,6 +39,7 @@ commands:
   evaluate  loss, accuracy, precision, recall, F1 and the confusion matrix of a model on labeled data
   predict   labels, probabilities and logits for every row of a TSV, CSV or JSONL file, as JSON lines
   compare   a side-by-side table and overlaid loss curves of several training runs
+  download  a model from the Hugging Face Hub into the local cache (shared with Python's huggingface_hub)
 )";
 
 // transformers' model files copied beside a saved model, so the output directory is a complete HF model
@@ -144,7 +146,8 @@ template <class D> inference_setup<D> load_for_inference(const sentiment::cli& c
 int cmd_train(int argc, char** argv) {
   sentiment::cli c("train", "Fine-tune BERT for sequence classification as transformers' Trainer does, then evaluate on\n"
                             "the validation and test sets and write the model, metrics and a report into --output-dir.");
-  c.option("model", "Hugging Face model directory, or a hub id found in the local HF cache (e.g. bert-base-uncased)")
+  c.option("model", "Hugging Face model directory, or a hub id (e.g. bert-base-uncased): taken from the local HF "
+                    "cache, downloaded into it when missing (HF_HUB_OFFLINE=1 forbids)")
       .option("config", "config.json for a randomly initialized model (instead of --model)")
       .option("tokenizer", "vocab.txt, tokenizer.json or a directory holding one (default: the model directory)")
       .option("train", "training data (TSV, CSV or JSONL)", "", true)
@@ -418,6 +421,53 @@ int cmd_compare(int argc, char** argv) {
   return 0;
 }
 
+// ------------------------------------------------------------------------------------------------ download
+
+// every value of a repeatable flag (--name V or --name=V), each split at commas
+std::vector<std::string> repeated_values(int argc, char** argv, const std::string& name) {
+  std::vector<std::string> out;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    std::string v;
+    if (a == "--" + name && i + 1 < argc) v = argv[++i];
+    else if (a.rfind("--" + name + "=", 0) == 0) v = a.substr(name.size() + 3);
+    else continue;
+    for (std::size_t start = 0, comma; start <= v.size(); start = comma + 1) {
+      comma = std::min(v.find(',', start), v.size());
+      if (comma > start) out.push_back(v.substr(start, comma - start));
+    }
+  }
+  return out;
+}
+
+int cmd_download(int argc, char** argv) {
+  sentiment::cli c("download", "Download a model from the Hugging Face Hub into the local cache that Python's huggingface_hub\n"
+                               "and transformers use (the same layout, so each finds the other's downloads), as\n"
+                               "huggingface_hub's snapshot_download does, and print its snapshot directory. By default only\n"
+                               "what a BERT model needs: config.json, the tokenizer files, and model.safetensors (else\n"
+                               "pytorch_model.bin). Environment: HF_ENDPOINT, HF_TOKEN (gated or private models),\n"
+                               "HF_HUB_OFFLINE=1 (no network: only what the cache holds), HF_HUB_CACHE / HF_HOME.");
+  c.positional("ORG/NAME", "the hub id, e.g. bert-base-uncased or google-bert/bert-base-uncased")
+      .option("revision", "branch, tag or commit", "main")
+      .option("include", "only the files matching these glob patterns (comma-separated, or the flag repeated;\n"
+                         "      fnmatch patterns as huggingface_hub's allow_patterns, e.g. '*.json,vocab.txt')")
+      .option("cache-dir", "the hub cache folder (default: $HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub)");
+  if (!c.parse(argc, argv, 2, std::cout)) return 0;
+  MINIBERT_CHECK(c.positionals().size() == 1, "download", "give exactly one hub id, e.g. bert-base-uncased (see --help)");
+  std::vector<std::string> patterns = repeated_values(argc, argv, "include");
+#if defined(MINIBERT_WITH_CURL)
+  hub_options o;
+  o.revision = c.str("revision");
+  o.allow_patterns = std::move(patterns);
+  if (c.has("cache-dir")) o.cache_dir = c.str("cache-dir");
+  std::cout << snapshot_download(c.positionals().front(), o).string() << "\n";
+  return 0;
+#else
+  throw error("download", "this sentiment_trainer was built without the hub downloader (libcurl): install "
+                          "libcurl4-openssl-dev and configure again");
+#endif
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -427,6 +477,7 @@ int main(int argc, char** argv) {
     if (cmd == "evaluate") return cmd_evaluate(argc, argv);
     if (cmd == "predict") return cmd_predict(argc, argv);
     if (cmd == "compare") return cmd_compare(argc, argv);
+    if (cmd == "download") return cmd_download(argc, argv);
     if (cmd == "--help" || cmd == "-h" || cmd == "help") {
       std::cout << usage;
       return 0;
