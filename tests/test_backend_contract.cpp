@@ -148,8 +148,10 @@ static_assert(backend_for<device::stub, float>, "the stub implements the whole t
 static_assert(!backend_for<device::incomplete, float>, "a table missing members does not satisfy the contract");
 static_assert(!has_memory_stats<device::stub>, "allocator statistics are optional");
 
-// the trainer compiles for any device that implements the table
+// the model and the trainer compile for any device that implements the table, with fp32 or 16-bit storage
 template class trainer<float, device::stub>;
+template class trainer<bfloat16, device::stub>;
+template class trainer<half, device::stub>;
 
 } // namespace minibert
 
@@ -214,4 +216,37 @@ TEST_CASE("backend contract: the whole model trains through the table of a stub 
     CHECK_MESSAGE(update.count(op), "the optimizer step did not call " << op);
   CHECK_FALSE(update.count("download")); // clipping and the update need no host synchronization
   CHECK(norm.shape() == shape{1});
+}
+
+TEST_CASE("backend contract: 16-bit parameters get fp32 master weights and moments") {
+  using namespace minibert;
+  bert_for_sequence_classification<bfloat16, stub> model(tiny_config());
+  generator gen(1);
+  model.init_weights(gen);
+  model.train();
+  const model_batch<stub> mb = to_device<stub>(
+      collate(tokenized_dataset{{{2, 5, 7, 3}}, {{0, 0, 0, 0}}, {1}, 0}, std::vector<std::size_t>{0}));
+  model.loss(model.forward(mb.inputs, gen), mb.labels).backward();
+  adamw<bfloat16, stub> opt(default_param_groups(model, 0.01));
+  calls_made();
+  opt.step(1e-3);
+  const std::set<std::string> update = calls_made();
+  CHECK(update.count("cast"));       // the master weights start as the fp32 values of the 16-bit parameters
+  CHECK(update.count("adamw_step")); // which the update writes back
+  const auto params = model.named_parameters();
+  const auto& [name, p] = params.front();
+  const adamw_state<bfloat16, stub>* st = opt.state(name);
+  REQUIRE(st != nullptr);
+  CHECK(st->master.defined());
+  CHECK(st->master.shape() == p.shape());
+  static_assert(std::is_same_v<decltype(st->exp_avg)::value_type, float>, "moments in fp32");
+  // a float parameter is its own master
+  bert_for_sequence_classification<float, stub> f32(tiny_config());
+  f32.init_weights(gen);
+  f32.loss(f32.forward(mb.inputs, gen), mb.labels).backward();
+  adamw<float, stub> opt32(default_param_groups(f32, 0.01));
+  opt32.step(1e-3);
+  const auto params32 = f32.named_parameters();
+  REQUIRE(opt32.state(params32.front().first) != nullptr);
+  CHECK_FALSE(opt32.state(params32.front().first)->master.defined());
 }

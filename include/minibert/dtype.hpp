@@ -6,6 +6,7 @@
 #include <cstdint> // uint16_t, uint32_t
 #include <cstring> // memcpy (bit casts)
 #include <string>  // string
+#include <type_traits> // is_same_v
 
 #include <minibert/config.hpp>
 
@@ -92,6 +93,12 @@ struct half {
   }
   MINIBERT_HOST_DEVICE static half from_bits(std::uint16_t b) { half h; h.bits = b; return h; }
 };
+
+/// @brief a float, double, half or bfloat16 value as a double (the 16-bit types convert through float)
+template <class T> double to_double(T v) {
+  if constexpr (std::is_same_v<T, half> || std::is_same_v<T, bfloat16>) return double(float(v));
+  else return double(v);
+}
 
 /// @brief the dtype tag of a C++ element type
 template <class T> struct dtype_of;

@@ -156,8 +156,10 @@ template <class T, class Device> prediction_output trainer<T, Device>::evaluate(
       for (std::size_t i = b; i < std::min(td.size(), b + std::size_t(args_.eval_batch_size)); ++i) idx.push_back(i);
       const model_batch<Device> mb = to_device<Device>(collate(td, idx));
       const auto logits = model_.forward(mb.inputs, eval_gen);
-      if (mb.labels.defined()) loss_sum += double(item(model_.loss(logits, mb.labels).value())) * double(mb.size);
-      const auto lv = to_host(logits.value()).to_vector();
+      if (mb.labels.defined()) loss_sum += to_double(item(model_.loss(logits, mb.labels).value())) * double(mb.size);
+      const tensor<T> host_logits = to_host(logits.value());
+      std::vector<double> lv(std::size_t(host_logits.numel()));
+      for (std::size_t i = 0; i < lv.size(); ++i) lv[i] = to_double(host_logits.data()[i]);
       for (std::int64_t r = 0; r < mb.size; ++r) {
         out.logits.emplace_back(lv.begin() + r * L, lv.begin() + (r + 1) * L);
         out.predictions.push_back(std::max_element(lv.begin() + r * L, lv.begin() + (r + 1) * L) - (lv.begin() + r * L));
@@ -243,7 +245,7 @@ template <class T, class Device> void trainer<T, Device>::save_checkpoint(std::i
                     {"epoch_index", epoch},
                     {"batch_in_epoch", batch_in_epoch},
                     {"total_loss", total_loss_},
-                    {"loss_since_log", double(item(loss_since_log_))},
+                    {"loss_since_log", to_double(item(loss_since_log_))},
                     {"last_logged_step", last_logged_step_},
                     {"evals_without_improvement", evals_without_improvement_},
                     {"threads", num_threads()}};
@@ -295,7 +297,7 @@ template <class T, class Device> void trainer<T, Device>::load_checkpoint(const 
 template <class T, class Device>
 void trainer<T, Device>::train_step(const model_batch<Device>& mb, std::int64_t accumulation_steps) {
   auto loss = model_.loss(model_.forward(mb.inputs, gen_), mb.labels);
-  if (accumulation_steps > 1) loss = scale(loss, T(1) / T(accumulation_steps));
+  if (accumulation_steps > 1) loss = scale(loss, T(acc_t<T>(1) / acc_t<T>(accumulation_steps)));
   loss.backward();
   backend<Device>::axpy(current_context<Device>(), T(1), loss.value().data(), loss_since_log_.data(), 1);
 }
@@ -311,7 +313,7 @@ template <class T, class Device> tensor<double, Device> trainer<T, Device>::opti
 }
 
 template <class T, class Device> double trainer<T, Device>::take_logged_loss() {
-  const double window = double(item(loss_since_log_));
+  const double window = to_double(item(loss_since_log_));
   if (!std::isfinite(window))
     throw error("trainer", "the loss is " + std::to_string(window) + " in the optimizer steps " +
                                std::to_string(last_logged_step_ + 1) + " to " + std::to_string(global_step_) +
