@@ -28,15 +28,14 @@ bert_config base_config() {
   return c;
 }
 bert_inputs<device::cpu> random_batch(std::int64_t B, std::int64_t T, std::int64_t V) {
-  std::vector<std::int32_t> ids(B * T), mask(B * T, 1), pos(B * T);
-  for (std::int64_t i = 0; i < B * T; ++i) pos[i] = std::int32_t(i % T);
+  std::vector<std::int32_t> ids(B * T), mask(B * T, 1);
   std::uint64_t s = 12345;
   for (auto& x : ids) {
     s = s * 6364136223846793005ull + 1442695040888963407ull;
     x = std::int32_t(1000 + (s >> 33) % std::uint64_t(V - 1000));
   }
   return {tensor<std::int32_t>::from(ids, {B, T}), tensor<std::int32_t>::from(mask, {B, T}), {},
-          tensor<std::int32_t>::from(pos, {B, T})};
+          default_position_ids<device::cpu>(B, T)};
 }
 double peak_rss_mb() {
   rusage u{};

@@ -22,9 +22,8 @@ template <class T, class D> tensor<T, D> contiguous(const tensor<T, D>& t) {
 
 /// @brief a packed copy with its own storage, on the same device
 template <class T, class D> tensor<T, D> clone(const tensor<T, D>& t) {
-  tensor<T, D> out = tensor<T, D>::empty(t.shape());
-  if (t.is_contiguous()) backend<D>::copy(current_context<D>(), t.data(), out.data(), t.numel());
-  else backend<D>::copy_strided(current_context<D>(), t.data(), t.shape(), t.strides(), out.data());
+  tensor<T, D> out = tensor<T, D>::empty(t.shape()); // copy_strided copies a packed view as one block
+  backend<D>::copy_strided(current_context<D>(), t.data(), t.shape(), t.strides(), out.data());
   return out;
 }
 

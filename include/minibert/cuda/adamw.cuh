@@ -46,17 +46,6 @@ __global__ void adamw_kernel(i64 n, float* __restrict__ master, T* param, const 
   }
 }
 
-// sum of v over the block, valid in thread 0 (fixed tree: reproducible)
-__device__ __forceinline__ double sum_squares_block_sum(double v) {
-  __shared__ double warp_sums[32];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-  v = warp_reduce_sum(v);
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  v = lane < warps ? warp_sums[lane] : 0.0;
-  return warp == 0 ? warp_reduce_sum(v) : v;
-}
-
 // partial[b] = sum of x^2 (in double) over block b's grid-stride share of x (n)
 template <class T>
 __global__ void sum_squares_partial_kernel(const T* __restrict__ x, double* __restrict__ partial, i64 n) {
@@ -65,7 +54,7 @@ __global__ void sum_squares_partial_kernel(const T* __restrict__ x, double* __re
     const double xi = double(to_float(x[i]));
     s += xi * xi;
   }
-  s = sum_squares_block_sum(s);
+  s = block_reduce_sum(s);
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
@@ -74,7 +63,7 @@ template <class Acc>
 __global__ void sum_squares_reduce_kernel(const Acc* __restrict__ partial, int partials, Acc* __restrict__ total) {
   Acc s = 0.0;
   for (int b = threadIdx.x; b < partials; b += blockDim.x) s += partial[b];
-  s = sum_squares_block_sum(s);
+  s = block_reduce_sum(s);
   if (threadIdx.x == 0) total[0] += s;
 }
 

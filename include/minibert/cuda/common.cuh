@@ -118,6 +118,18 @@ template <class V> __device__ __forceinline__ V warp_reduce_sum(V v) {
   for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
   return v;
 }
+/// @brief sum of v over the block in double, valid in thread 0; blockDim.x a multiple of 32 (at most 1024). The tree
+/// is fixed by blockDim.x, so the result is reproducible; callable several times in a row.
+__device__ __forceinline__ double block_reduce_sum(double v) {
+  __shared__ double warp_sums[32];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
+  v = warp_reduce_sum(v);
+  __syncthreads(); // warp_sums may still be read by a previous call
+  if (lane == 0) warp_sums[warp] = v;
+  __syncthreads();
+  v = lane < warps ? warp_sums[lane] : 0.0;
+  return warp == 0 ? warp_reduce_sum(v) : v;
+}
 template <class V> __device__ __forceinline__ V warp_reduce_max(V v) {
   for (int off = 16; off > 0; off >>= 1) {
     const V o = __shfl_xor_sync(0xffffffffu, v, off);

@@ -122,31 +122,19 @@ template <class T> __global__ void sum_to_serial_kernel(const T* g, dims6 gs, di
 
 // sum_all pass 1: partial[block] = sum (in double) of x[i] for the block's grid-stride positions, a fixed tree.
 template <class T> __global__ void sum_partials_kernel(i64 n, const T* x, double* partial) {
-  __shared__ double sh[block_1d];
   double s = 0;
   for (i64 i = global_thread_index(); i < n; i += global_thread_count()) s += double(to_acc(x[i]));
-  sh[threadIdx.x] = s;
-  __syncthreads();
-  for (int w = block_1d / 2; w > 0; w >>= 1) {
-    if (int(threadIdx.x) < w) sh[threadIdx.x] += sh[threadIdx.x + w];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) partial[blockIdx.x] = sh[0];
+  s = block_reduce_sum(s);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
 // sum_all pass 2 (one block): out[0] = T(s / n) or T(s), s the sum of the P partials in a fixed order.
 template <class T> __global__ void sum_finish_kernel(const double* partial, int P, i64 n, bool mean, T* out) {
-  __shared__ double sh[block_1d];
   double s = 0;
   for (int i = threadIdx.x; i < P; i += blockDim.x) s += partial[i];
-  sh[threadIdx.x] = s;
-  __syncthreads();
-  for (int w = block_1d / 2; w > 0; w >>= 1) {
-    if (int(threadIdx.x) < w) sh[threadIdx.x] += sh[threadIdx.x + w];
-    __syncthreads();
-  }
+  s = block_reduce_sum(s);
   if (threadIdx.x == 0) {
-    const double r = mean ? sh[0] / double(n) : sh[0];
+    const double r = mean ? s / double(n) : s;
     out[0] = from_acc<T>(acc_t<T>(r));
   }
 }

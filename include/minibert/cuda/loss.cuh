@@ -27,19 +27,6 @@ inline constexpr int loss_block = 256;         // threads of the per-element and
 inline constexpr int loss_reduce_block = 1024; // threads of the one-block final reductions
 inline constexpr int loss_max_partials = 1024; // partial sums of a mean over elements (a function of n only)
 
-// sum of v over the block, valid in thread 0; blockDim.x a multiple of 32. The tree is fixed by blockDim.x, so the
-// result is reproducible.
-__device__ __forceinline__ double loss_block_sum(double v) {
-  __shared__ double warp_sums[32];
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32, warps = blockDim.x / 32;
-  v = warp_reduce_sum(v);
-  __syncthreads(); // warp_sums may still be read by a previous call
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  v = lane < warps ? warp_sums[lane] : 0.0;
-  return warp == 0 ? warp_reduce_sum(v) : v;
-}
-
 // ---- cross-entropy: logits (N,C), targets (N) -> probs (N,C), per-row loss (N); then loss (1), count (1)
 
 // one warp per row: probs = softmax(x); row_loss = log(z) + max - x[target] in double (0 for an ignored row)
@@ -76,8 +63,8 @@ __global__ void cross_entropy_reduce_kernel(const double* __restrict__ row_loss,
     total += row_loss[i];
     counted += 1.0;
   }
-  total = loss_block_sum(total);
-  counted = loss_block_sum(counted);
+  total = block_reduce_sum(total);
+  counted = block_reduce_sum(counted);
   if (threadIdx.x == 0) {
     loss[0] = from_float<T>(float(counted > 0.0 ? total / counted : __longlong_as_double(0x7ff8000000000000LL)));
     count[0] = float(counted);
@@ -129,7 +116,7 @@ __global__ void loss_partial_kernel(Term term, const T* __restrict__ x, const T*
                                     double* __restrict__ partial, i64 n) {
   double s = 0.0;
   for (i64 i = global_thread_index(); i < n; i += global_thread_count()) s += term(x, y, i);
-  s = loss_block_sum(s);
+  s = block_reduce_sum(s);
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
@@ -138,7 +125,7 @@ template <class T>
 __global__ void loss_mean_kernel(const double* __restrict__ partial, int partials, T* __restrict__ loss, i64 n) {
   double s = 0.0;
   for (int b = threadIdx.x; b < partials; b += blockDim.x) s += partial[b];
-  s = loss_block_sum(s);
+  s = block_reduce_sum(s);
   if (threadIdx.x == 0) loss[0] = from_float<T>(float(n ? s / double(n) : 0.0));
 }
 

@@ -85,11 +85,9 @@ inline model_batch<> collate(const tokenized_dataset& data, std::span<const std:
     labels[b] = std::int32_t(data.labels[idx[b]]);
     labeled = labeled && data.labels[idx[b]] >= 0;
   }
-  std::vector<std::int32_t> positions(B * T);
-  for (std::int64_t i = 0; i < B * T; ++i) positions[i] = std::int32_t(i % T);
   model_batch<> mb;
   mb.inputs = {tensor<std::int32_t>::from(ids, {B, T}), tensor<std::int32_t>::from(mask, {B, T}),
-               tensor<std::int32_t>::from(types, {B, T}), tensor<std::int32_t>::from(positions, {B, T})};
+               tensor<std::int32_t>::from(types, {B, T}), default_position_ids<device::cpu>(B, T)};
   if (labeled) mb.labels = tensor<std::int32_t>::from(labels, {B});
   mb.size = B;
   return mb;
