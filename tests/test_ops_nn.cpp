@@ -337,6 +337,21 @@ TEST_CASE("ops.dropout: seeds, offsets, keep rate, threads, eval mode") {
     CHECK(bitwise_equal(g[0], g[1]));
     check_ref(y[1], ref::dropout(to_ref(xr), keep_mask(5, 0, 1 << 16, 0.25f), 0.25), "dropout 64K, 2 threads");
   }
+  SUBCASE("the vectorized keep mask is generator::uniform_at's, at any offset, length and counter") {
+    // starts not a multiple of 4 (the scalar head), lengths across the 64-element vector steps (the masked
+    // tail), counters whose low word wraps inside a vector step (the high word must carry)
+    for (const std::uint64_t base : {std::uint64_t(0), std::uint64_t(0xFFFFFFF9ull), std::uint64_t(0x1234567890ull)})
+      for (const std::uint64_t first : {0, 1, 2, 3, 4, 61, 130})
+        for (const std::int64_t n : {0, 1, 3, 63, 64, 65, 200}) {
+          std::vector<std::uint8_t> keep(std::size_t(n) + 1, 7);
+          minibert::cpu::dropout_keep(99, base, first, n, 0.3f, keep.data());
+          std::int64_t wrong = 0;
+          for (std::int64_t i = 0; i < n; ++i)
+            wrong += keep[std::size_t(i)] != std::uint8_t(generator::uniform_at(99, base, first + std::uint64_t(i)) >= 0.3f);
+          CHECK_MESSAGE(wrong == 0, "base " << base << " first " << first << " n " << n << ": " << wrong << " bits differ");
+          CHECK_MESSAGE(keep[std::size_t(n)] == 7, "base " << base << " first " << first << " n " << n << ": wrote past n");
+        }
+  }
   SUBCASE("eval mode and p = 0 are the identity and draw nothing") {
     generator gen(3);
     variable<float> v(x, true);

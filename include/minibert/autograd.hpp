@@ -17,6 +17,7 @@
 
 #include <minibert/backend.hpp>
 #include <minibert/error.hpp>
+#include <minibert/profiler.hpp>
 #include <minibert/tensor.hpp>
 #include <minibert/tensor_ops.hpp>
 
@@ -66,6 +67,11 @@ template <class T, class Device> struct node {
     if (needs(i)) inputs[i]->add_grad(std::move(g));
   }
   void add_grad(tensor_t g) {
+    profiler::backward_timer timer(profiler::active());
+    add_grad_untimed(std::move(g));
+    timer.finish("backward (gradient accumulation)");
+  }
+  void add_grad_untimed(tensor_t g) {
     MINIBERT_CHECK(g.shape() == value.shape(), "autograd",
                    op << ": gradient of shape " << g.shape() << " for a value of shape " << value.shape());
     if (!grad.defined()) {
@@ -157,12 +163,19 @@ public:
       MINIBERT_CHECK(!nd->released, "backward",
                      "op " << nd->op << ": backward through the graph a second time (its buffers were freed)");
       if (nd->inputs.empty()) continue; // leaf: keeps its gradient
-      if (nd->grad.defined() && nd->backward_fn) nd->backward_fn(nd->grad, *nd);
+      profiler::recorder* const prof = profiler::active();
+      if (nd->grad.defined() && nd->backward_fn) {
+        profiler::backward_timer timer(prof);
+        nd->backward_fn(nd->grad, *nd);
+        if (prof) timer.finish(std::string("backward ") + nd->op);
+      }
       // free the closure (and the tensors it saved), the inputs and the intermediate gradient
+      profiler::backward_timer timer(prof);
       nd->backward_fn = nullptr;
       nd->inputs.clear();
       nd->grad = tensor_t();
       nd->released = true;
+      timer.finish("backward (freeing saved tensors)");
     }
   }
 
@@ -184,6 +197,7 @@ template <class T, class D> bool any_requires_grad(std::initializer_list<const v
 template <class T, class D, class MakeBackward>
 variable<T, D> make_result(tensor<T, D> value, const char* op, std::initializer_list<const variable<T, D>*> inputs,
                            MakeBackward&& make_backward) {
+  if (profiler::recorder* prof = profiler::active()) prof->forward_mark(op);
   auto n = std::make_shared<node<T, D>>();
   n->value = std::move(value);
   n->op = op;

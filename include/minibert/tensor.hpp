@@ -7,15 +7,14 @@
 #include <array>            // array (shape's fixed-capacity dims)
 #include <cstddef>          // size_t
 #include <cstdint>          // int64_t
-#include <cstdlib>          // aligned_alloc, free
 #include <initializer_list> // initializer_list
 #include <memory>           // shared_ptr
-#include <new>              // bad_alloc
 #include <ostream>          // ostream (shape printing)
 #include <string>           // to_string
 #include <type_traits>      // is_same_v
 #include <vector>           // vector
 
+#include <minibert/cpu/allocator.hpp>
 #include <minibert/dtype.hpp>
 #include <minibert/error.hpp>
 
@@ -37,14 +36,9 @@ struct cuda {
 template <class Device> struct device_memory;
 
 template <> struct device_memory<device::cpu> {
-  static constexpr std::size_t alignment = 64; // one cache line; full AVX-512 vectors
-  static void* allocate(std::size_t bytes) {
-    if (bytes == 0) return nullptr;
-    void* p = std::aligned_alloc(alignment, (bytes + alignment - 1) / alignment * alignment);
-    if (!p) throw std::bad_alloc();
-    return p;
-  }
-  static void deallocate(void* p) noexcept { std::free(p); }
+  static constexpr std::size_t alignment = cpu::host_allocator::small_alignment;
+  static void* allocate(std::size_t bytes) { return cpu::host_allocator::instance().allocate(bytes); }
+  static void deallocate(void* p) noexcept { cpu::host_allocator::instance().deallocate(p); }
 };
 
 /// @brief Largest tensor rank; BERT needs 4 (B, NH, T, HS).

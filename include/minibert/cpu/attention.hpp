@@ -14,10 +14,10 @@
 
 #include <minibert/backend.hpp>
 #include <minibert/cpu/context.hpp>
+#include <minibert/cpu/dropout.hpp>
 #include <minibert/cpu/gemm.hpp>
 #include <minibert/cpu/parallel.hpp>
 #include <minibert/cpu/softmax.hpp>
-#include <minibert/random.hpp>
 #include <minibert/tensor.hpp>
 
 namespace minibert::cpu {
@@ -72,12 +72,11 @@ void attention_forward(context<device::cpu>& ctx, const attention_dims& d, const
       if (p > 0) {
         std::uint8_t* kp = keep + bh * Tn * ldp;
         const std::uint64_t first = std::uint64_t(bh * Tn * Tn); // Philox index: position in (B,NH,T,T)
-        for (std::int64_t i = 0; i < Tn; ++i)
-          for (std::int64_t j = 0; j < L; ++j) {
-            const std::uint8_t kept = generator::uniform_at(seed, base, first + i * Tn + j) >= p;
-            kp[i * ldp + j] = kept;
-            dropped[i * ldp + j] = kept ? P[i * ldp + j] * keep_scale : T(0);
-          }
+        for (std::int64_t i = 0; i < Tn; ++i) {
+          std::uint8_t* krow = kp + i * ldp;
+          dropout_keep(seed, base, first + std::uint64_t(i * Tn), L, p, krow);
+          for (std::int64_t j = 0; j < L; ++j) dropped[i * ldp + j] = krow[j] ? P[i * ldp + j] * keep_scale : T(0);
+        }
         PV = dropped;
       }
       gemm(false, false, Tn, HS, L, T(1), PV, ldp, v + off, ld, T(0), out + b * Tn * C + h * HS, C);

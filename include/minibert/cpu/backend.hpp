@@ -21,6 +21,7 @@
 #include <minibert/cpu/loss.hpp>
 #include <minibert/cpu/parallel.hpp>
 #include <minibert/cpu/softmax.hpp>
+#include <minibert/profiler.hpp>
 #include <minibert/tensor.hpp>
 
 namespace minibert {
@@ -69,11 +70,13 @@ template <> struct backend<device::cpu> {
   template <class T>
   static void gemm(ctx_t&, bool ta, bool tb, i64 M, i64 N, i64 K, A<T> alpha, const T* a, i64 lda, const T* b, i64 ldb,
                    A<T> beta, T* c, i64 ldc) {
+    profiler::gemm_timer timer(ta, tb, M, N, K);
     cpu::gemm(ta, tb, M, N, K, T(alpha), a, lda, b, ldb, T(beta), c, ldc);
   }
   template <class T>
   static void gemm_batched(ctx_t&, bool ta, bool tb, i64 M, i64 N, i64 K, A<T> alpha, const T* a, i64 lda, i64 sa,
                            const T* b, i64 ldb, i64 sb, A<T> beta, T* c, i64 ldc, i64 sc, i64 batch) {
+    profiler::gemm_timer timer(ta, tb, M, N, K, batch);
     cpu::gemm_batched(ta, tb, M, N, K, T(alpha), a, lda, sa, b, ldb, sb, T(beta), c, ldc, sc, batch);
   }
   /// @brief out (N,C) = inp (N,K) * weight (C,K)^T + bias (C)  (a linear layer, weight as torch stores it)
@@ -84,14 +87,21 @@ template <> struct backend<device::cpu> {
         for (i64 i = b; i < e; ++i) std::copy(bias, bias + C, out + i * C);
       });
     }
+    profiler::gemm_timer timer(false, true, N, C, K);
     cpu::gemm(false, true, N, C, K, T(1), inp, K, w, K, bias ? T(1) : T(0), out, C);
   }
   /// @brief dinp = dout w (overwrite); dw += dout^T inp; dbias += column sums of dout. Null outputs are skipped.
   template <class T>
   static void linear_backward(ctx_t&, const T* dout, const T* inp, const T* w, T* dinp, T* dw, T* dbias, i64 N, i64 K,
                               i64 C) {
-    if (dinp) cpu::gemm(false, false, N, K, C, T(1), dout, C, w, K, T(0), dinp, K);
-    if (dw) cpu::gemm(true, false, C, K, N, T(1), dout, C, inp, K, T(1), dw, K);
+    if (dinp) {
+      profiler::gemm_timer timer(false, false, N, K, C);
+      cpu::gemm(false, false, N, K, C, T(1), dout, C, w, K, T(0), dinp, K);
+    }
+    if (dw) {
+      profiler::gemm_timer timer(true, false, C, K, N);
+      cpu::gemm(true, false, C, K, N, T(1), dout, C, inp, K, T(1), dw, K);
+    }
     if (dbias) {
       using cmat = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
       Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(dbias, C) += cmat(dout, N, C).colwise().sum();
