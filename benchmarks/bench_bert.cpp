@@ -3,6 +3,7 @@
 // pretrained weights exist on these machines), batch B, sequence T, all positions valid.
 //   BM_BertInference_CpuF32/B/T  forward under no_grad (eval mode)
 //   BM_BertTrainStep_CpuF32/B/T  forward + backward in train mode (dropout 0.1), gradients zeroed each step
+//   BM_Bert*_CpuBF16/B/T         the same under autocast<device::cpu>(bf16): matmuls in bf16, fp32 accumulation
 //   BM_Bert*_CudaF32/B/T         the same on the GPU (with the CUDA backend built; skipped without a GPU)
 // Counters: samples/s, and peak_rss_mb (getrusage: the whole process, so run one benchmark per process with
 // --benchmark_filter, as benchmarks/run_bert_bench.sh does). The PyTorch side is bench_bert_torch.py.
@@ -46,7 +47,7 @@ double peak_rss_mb() {
 
 // one benchmark body per device: the result is synchronized every iteration (download of one value), so a GPU's
 // asynchronous queue is timed to completion
-template <class D> void bert_inference(benchmark::State& state) {
+template <class D, matmul_precision P = matmul_precision::fp32> void bert_inference(benchmark::State& state) {
   const std::int64_t B = state.range(0), T = state.range(1);
   const bert_config c = base_config();
   bert_for_sequence_classification<float, D> model(c);
@@ -54,6 +55,7 @@ template <class D> void bert_inference(benchmark::State& state) {
   model.init_weights(gen);
   model.eval();
   const auto in = to_device<D>(model_batch<>{random_batch(B, T, c.vocab_size), {}, B}).inputs;
+  autocast<D> mixed(P);
   for (auto _ : state) {
     no_grad ng;
     auto logits = model.forward(in, gen);
@@ -64,7 +66,7 @@ template <class D> void bert_inference(benchmark::State& state) {
 }
 
 /// forward + backward in train mode (dropout 0.1), gradients zeroed each step (as bench_bert_torch.py)
-template <class D> void bert_train_step(benchmark::State& state) {
+template <class D, matmul_precision P = matmul_precision::fp32> void bert_train_step(benchmark::State& state) {
   const std::int64_t B = state.range(0), T = state.range(1);
   const bert_config c = base_config();
   bert_for_sequence_classification<float, D> model(c);
@@ -74,6 +76,7 @@ template <class D> void bert_train_step(benchmark::State& state) {
   std::vector<std::int32_t> y(B);
   for (std::int64_t i = 0; i < B; ++i) y[i] = std::int32_t(i % 2);
   const model_batch<D> mb = to_device<D>(model_batch<>{random_batch(B, T, c.vocab_size), tensor<std::int32_t>::from(y, {B}), B});
+  autocast<D> mixed(P);
   for (auto _ : state) {
     model.zero_grad();
     auto loss = model.loss(model.forward(mb.inputs, gen), mb.labels);
@@ -88,6 +91,14 @@ static void BM_BertInference_CpuF32(benchmark::State& state) { bert_inference<de
 static void BM_BertTrainStep_CpuF32(benchmark::State& state) { bert_train_step<device::cpu>(state); }
 BENCHMARK(BM_BertInference_CpuF32)->Args({32, 128})->Unit(benchmark::kMillisecond)->MinTime(20)->UseRealTime();
 BENCHMARK(BM_BertTrainStep_CpuF32)->Args({32, 128})->Unit(benchmark::kMillisecond)->MinTime(30)->UseRealTime();
+static void BM_BertInference_CpuBF16(benchmark::State& state) {
+  bert_inference<device::cpu, matmul_precision::bf16>(state);
+}
+static void BM_BertTrainStep_CpuBF16(benchmark::State& state) {
+  bert_train_step<device::cpu, matmul_precision::bf16>(state);
+}
+BENCHMARK(BM_BertInference_CpuBF16)->Args({32, 128})->Unit(benchmark::kMillisecond)->MinTime(20)->UseRealTime();
+BENCHMARK(BM_BertTrainStep_CpuBF16)->Args({32, 128})->Unit(benchmark::kMillisecond)->MinTime(30)->UseRealTime();
 
 #if defined(MINIBERT_WITH_CUDA)
 // fp32 (TF32 when MINIBERT_ALLOW_TF32=1 is set in the environment); skipped without a GPU

@@ -4,7 +4,9 @@ tests/python/bert_reference.py), same batch, 2 threads; prints samples/s and pea
 Strongest honest configuration on these machines: OpenBLAS's OpenMP flavour, torch.inference_mode() for inference,
 and OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE unset (they force an older kernel; run_bert_bench.sh unsets them).
 
-usage: bench_bert_torch.py {inference,train} [--batch 32] [--seq 128] [--seconds 20]
+usage: bench_bert_torch.py {inference,train} [--batch 32] [--seq 128] [--seconds 20] [--bf16]
+  --bf16: forward (and loss) under torch.autocast("cpu", dtype=torch.bfloat16), the backward outside it (as the
+          autocast documentation prescribes and transformers' Trainer does with bf16=True)
 """
 import argparse
 import json
@@ -31,6 +33,7 @@ def main():
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--seconds", type=float, default=20)
+    ap.add_argument("--bf16", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "2")))
     torch.manual_seed(0)
@@ -41,13 +44,16 @@ def main():
     types = torch.zeros(a.batch, a.seq, dtype=torch.long)
     labels = torch.arange(a.batch) % 2
 
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=a.bf16)
+
     def step():
         if a.mode == "inference":
-            with torch.inference_mode():
+            with torch.inference_mode(), autocast:
                 model(ids, mask, types, labels)
         else:
             model.zero_grad(set_to_none=True)
-            _, loss = model(ids, mask, types, labels)
+            with autocast:
+                _, loss = model(ids, mask, types, labels)
             loss.backward()
 
     model.eval() if a.mode == "inference" else model.train()
@@ -57,7 +63,7 @@ def main():
         step()
         n += 1
     dt = time.perf_counter() - t0
-    print(json.dumps({"mode": a.mode, "batch": a.batch, "seq": a.seq, "iterations": n,
+    print(json.dumps({"mode": a.mode, "bf16": a.bf16, "batch": a.batch, "seq": a.seq, "iterations": n,
                       "ms_per_step": 1000 * dt / n, "samples_per_s": a.batch * n / dt,
                       "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                       "threads": torch.get_num_threads(), "torch": torch.__version__}))

@@ -7,6 +7,8 @@
 //                    dW += dout^T inp     (trans_a): M = C_out, N = C_in, K = 4096
 //   attention        384 = 32*12 heads of S = q k^T (128x128x64), O = P v (128x64x128), dv = P^T dO
 //                    (gemm_batched; Args({batch, M, N, K, trans_a, trans_b}))
+// BM_*_CpuBF16: the same products at matmul_precision::bf16 (operands rounded to bf16, fp32 accumulation; vdpbf16ps
+// on CPUs with AVX512-BF16), flops counted as for fp32.
 // Every shape is validated once against a naive double-precision dot product on sampled elements before timing.
 // Companion: bench_gemm_torch.py (PyTorch / OpenBLAS on the same shapes) and run_gemm_bench.sh (side by side).
 
@@ -57,7 +59,8 @@ struct operands {
 
 // Compares C (after one GEMM with alpha = 1, beta = 0) with a double-precision dot product at 257 sampled
 // elements (corners included). Element tolerance 1e-5 * sum_k |a b| (see tests/test_gemm.cpp).
-void validate(const operands& op, const char* who) {
+// With bf16 operands the tolerance is 2^-7 * sum_k |a b| (each operand rounded by at most 2^-8 relative).
+void validate(const operands& op, const char* who, double rtol) {
   double worst = 0;
   for (i64 s = 0; s < 257; ++s) {
     const i64 z = s % op.batch;
@@ -70,21 +73,22 @@ void validate(const operands& op, const char* who) {
       mag += std::abs(t);
     }
     const double err = std::abs(double(op.C[std::size_t(z * op.sc + i * op.ldc + j)]) - dot);
-    worst = std::max(worst, err / (1e-5 * mag + 1e-30));
+    worst = std::max(worst, err / (rtol * mag + 1e-30));
   }
   if (!(worst <= 1.0))
     throw std::runtime_error(std::string(who) + " GEMM disagrees with the reference (" + std::to_string(op.M) + "x" +
                              std::to_string(op.N) + "x" + std::to_string(op.K) + ")");
 }
 
-void run_minibert(operands& op) {
+template <minibert::matmul_precision P = minibert::matmul_precision::fp32> void run_minibert(operands& op) {
   if (op.batch == 1)
     minibert::cpu::gemm<float>(op.ta, op.tb, op.M, op.N, op.K, 1.f, op.A.data(), op.lda, op.B.data(), op.ldb, 0.f,
-                               op.C.data(), op.ldc);
+                               op.C.data(), op.ldc, P);
   else
     minibert::cpu::gemm_batched<float>(op.ta, op.tb, op.M, op.N, op.K, 1.f, op.A.data(), op.lda, op.sa, op.B.data(),
-                                       op.ldb, op.sb, 0.f, op.C.data(), op.ldc, op.sc, op.batch);
+                                       op.ldb, op.sb, 0.f, op.C.data(), op.ldc, op.sc, op.batch, P);
 }
+constexpr auto bf16 = minibert::matmul_precision::bf16;
 
 using row_matrix = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 using const_map = Eigen::Map<const row_matrix, Eigen::Unaligned, Eigen::OuterStride<>>;
@@ -111,12 +115,13 @@ void run_eigen(operands& op) {
   for (i64 z = 0; z < op.batch; ++z) eigen_one(op, z, op.C.data() + z * op.sc);
 }
 
-template <void (*Run)(operands&)> void bench(benchmark::State& state, bool batched, const char* who) {
+template <void (*Run)(operands&)>
+void bench(benchmark::State& state, bool batched, const char* who, double rtol = 1e-5) {
   const i64 o = batched ? 1 : 0;
   operands op(batched ? state.range(0) : 1, state.range(o), state.range(o + 1), state.range(o + 2),
               state.range(o + 3) != 0, state.range(o + 4) != 0);
   Run(op); // warm-up (packing buffers, page faults) and the one validated result
-  validate(op, who);
+  validate(op, who, rtol);
   for (auto _ : state) {
     Run(op);
     benchmark::DoNotOptimize(op.C.data());
@@ -126,9 +131,11 @@ template <void (*Run)(operands&)> void bench(benchmark::State& state, bool batch
   state.counters["threads"] = minibert::num_threads();
 }
 
-void BM_Gemm_CpuF32(benchmark::State& state) { bench<run_minibert>(state, false, "minibert"); }
+void BM_Gemm_CpuF32(benchmark::State& state) { bench<run_minibert<>>(state, false, "minibert"); }
+void BM_Gemm_CpuBF16(benchmark::State& state) { bench<run_minibert<bf16>>(state, false, "minibert bf16", 0x1p-7); }
 void BM_Gemm_EigenF32(benchmark::State& state) { bench<run_eigen>(state, false, "Eigen"); }
-void BM_GemmBatched_CpuF32(benchmark::State& state) { bench<run_minibert>(state, true, "minibert"); }
+void BM_GemmBatched_CpuF32(benchmark::State& state) { bench<run_minibert<>>(state, true, "minibert"); }
+void BM_GemmBatched_CpuBF16(benchmark::State& state) { bench<run_minibert<bf16>>(state, true, "minibert bf16", 0x1p-7); }
 void BM_GemmBatched_EigenF32(benchmark::State& state) { bench<run_eigen>(state, true, "Eigen"); }
 
 // clang-format off
@@ -147,6 +154,8 @@ void BM_GemmBatched_EigenF32(benchmark::State& state) { bench<run_eigen>(state, 
 } // namespace
 
 BENCHMARK(BM_Gemm_CpuF32) MINIBERT_GEMM_SHAPES->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_Gemm_CpuBF16) MINIBERT_GEMM_SHAPES->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_Gemm_EigenF32) MINIBERT_GEMM_SHAPES->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GemmBatched_CpuF32) MINIBERT_GEMM_BATCHED_SHAPES->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_GemmBatched_CpuBF16) MINIBERT_GEMM_BATCHED_SHAPES->UseRealTime()->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_GemmBatched_EigenF32) MINIBERT_GEMM_BATCHED_SHAPES->UseRealTime()->Unit(benchmark::kMillisecond);

@@ -4,6 +4,7 @@
 // forward, backward, gradient clipping and an AdamW step, as the trainer runs them. After one warm-up step it profiles
 // the next steps and prints two Markdown tables: time per op kind (forward and backward apart, with the GEMM share)
 // and the GEMMs by shape. usage: profile_train_step [--steps N] [--batch B] [--seq T] [--layers L]
+// [--precision fp32|bf16|fp16] (the matmul precision of autocast<device::cpu>, precision.hpp)
 #include <minibert/bert.hpp>
 #include <minibert/heads.hpp>
 #include <minibert/optimizer.hpp>
@@ -24,12 +25,20 @@ struct options {
   int steps = 3;
   std::int64_t batch = 32, seq = 128;
   int layers = 12;
+  matmul_precision precision = matmul_precision::fp32;
 };
 
 options parse(int argc, char** argv) {
   options o;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
+    if (flag == "--precision") {
+      const std::string p = argv[i + 1];
+      if (p == "bf16") o.precision = matmul_precision::bf16;
+      else if (p == "fp16") o.precision = matmul_precision::fp16;
+      else if (p != "fp32") throw error("profile_train_step", "--precision is fp32, bf16 or fp16, not " + p);
+      continue;
+    }
     const long v = std::strtol(argv[i + 1], nullptr, 10);
     if (v <= 0) throw error("profile_train_step", flag + " needs a positive number, got " + argv[i + 1]);
     if (flag == "--steps") o.steps = int(v);
@@ -100,6 +109,7 @@ int main(int argc, char** argv) try {
   auto step = [&](profiler::recorder* rec) {
     using clock = profiler::clock;
     if (rec) rec->restart();
+    autocast<device::cpu> mixed(o.precision);
     const auto t0 = clock::now();
     auto loss = model.loss(model.forward(inputs, gen), labels);
     const auto t1 = clock::now();
@@ -125,8 +135,8 @@ int main(int argc, char** argv) try {
   // the optimizer (clipping + AdamW) runs no autograd op: one row of its own
   session.result().ops["optimizer (clip + AdamW)"] = profiler::row{optimizer_s, 0, 0, o.steps};
   const double step_s = (forward_s + backward_s + optimizer_s) / o.steps;
-  std::printf("bert: %d layers, batch %lld, seq %lld, %d profiled steps\n", o.layers, (long long)o.batch,
-              (long long)o.seq, o.steps);
+  std::printf("bert: %d layers, batch %lld, seq %lld, matmul precision %s, %d profiled steps\n", o.layers,
+              (long long)o.batch, (long long)o.seq, precision_name(o.precision), o.steps);
   std::printf("step %.3f s = forward %.3f + backward %.3f + optimizer %.3f (backward/forward %.2f)\n", step_s,
               forward_s / o.steps, backward_s / o.steps, optimizer_s / o.steps, backward_s / forward_s);
   print_tables(session.result(), o.steps, step_s);

@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: MIT
 // The backend contract (backend.hpp's backend_for) as a test: a stub device that implements every member of the
 // table and does nothing but record the call. The whole model (BertForSequenceClassification), its loss, the
-// backward pass, gradient clipping, an AdamW step and the trainer compile for it and run through the table alone;
-// a device missing one member does not satisfy the contract.
+// backward pass, gradient clipping, an AdamW step, fp16 loss scaling and the trainer compile for it and run through
+// the table alone; a device missing one member does not satisfy the contract.
 
-#include <cstdint> // int64_t, int32_t, uint8_t, uint64_t
-#include <cstdlib> // malloc, free
-#include <set>     // set
-#include <string>  // string
-#include <vector>  // vector
+#include <algorithm> // count
+#include <cstdint>   // int64_t, int32_t, uint8_t, uint64_t
+#include <cstdlib>   // malloc, free
+#include <set>       // set
+#include <string>    // string
+#include <vector>    // vector
 
 #include "test_helpers.hpp"
 
@@ -30,6 +31,7 @@ template <> struct device_memory<device::stub> {
 };
 template <> struct context<device::stub> {
   std::vector<std::string> calls;
+  matmul_precision matmul = matmul_precision::fp32;
 };
 template <> context<device::stub>& default_context<device::stub>() {
   static context<device::stub> ctx;
@@ -138,6 +140,9 @@ template <> struct backend<device::stub> {
   }
   template <class T> static void sum_squares(ctx_t& c, const T*, i64, double*) { call(c, "sum_squares"); }
   template <class T> static void clip_by_norm(ctx_t& c, T*, i64, const double*, double) { call(c, "clip_by_norm"); }
+  template <class T> static void non_finite_check_and_unscale(ctx_t& c, T*, i64, A<T>, A<T>*) {
+    call(c, "non_finite_check_and_unscale");
+  }
 };
 
 template <> struct backend<device::incomplete> {
@@ -152,6 +157,9 @@ static_assert(!has_memory_stats<device::stub>, "allocator statistics are optiona
 template class trainer<float, device::stub>;
 template class trainer<bfloat16, device::stub>;
 template class trainer<half, device::stub>;
+template class grad_scaler<float, device::stub>;
+template class grad_scaler<bfloat16, device::stub>;
+template class grad_scaler<half, device::stub>;
 
 } // namespace minibert
 
@@ -249,4 +257,30 @@ TEST_CASE("backend contract: 16-bit parameters get fp32 master weights and momen
   const auto params32 = f32.named_parameters();
   REQUIRE(opt32.state(params32.front().first) != nullptr);
   CHECK_FALSE(opt32.state(params32.front().first)->master.defined());
+}
+
+TEST_CASE("backend contract: fp16 loss scaling runs through the table and reads the device once per step") {
+  using namespace minibert;
+  bert_for_sequence_classification<half, stub> model(tiny_config());
+  generator gen(1);
+  model.init_weights(gen);
+  const model_batch<stub> mb = to_device<stub>(
+      collate(tokenized_dataset{{{2, 5, 7, 3}}, {{0, 0, 0, 0}}, {1}, 0}, std::vector<std::size_t>{0}));
+  adamw<half, stub> opt(default_param_groups(model, 0.01));
+  grad_scaler<half, stub> scaler({.init_scale = 1024.0});
+  auto loss = model.loss(model.forward(mb.inputs, gen), mb.labels);
+  calls_made();
+  loss.backward(scaler.seed_like(loss));
+  scaler.unscale(opt);
+  const std::set<std::string> unscale = calls_made();
+  CHECK(unscale.count("fill")); // the seed, and found_inf zeroed
+  CHECK(unscale.count("non_finite_check_and_unscale"));
+  CHECK_FALSE(unscale.count("download")); // unscaling does not wait for the device
+  clip_grad_norm_on_device(model.parameters(), 1.0);
+  CHECK(scaler.step(opt, 1e-3)); // the stub downloads nothing: found_inf reads 0, the step runs
+  scaler.update();
+  const auto& calls = default_context<stub>().calls;
+  CHECK(std::count(calls.begin(), calls.end(), "download") == 1); // found_inf, read once for step() and update()
+  CHECK(calls_made().count("adamw_step"));
+  CHECK(scaler.growth_tracker() == 1);
 }

@@ -898,3 +898,64 @@ TEST_CASE_TEMPLATE("backend_ops.clip_grad_norm", D, MINIBERT_TEST_DEVICES) {
     }
   }
 }
+
+// ====================================================================== fp16 loss scaling: unscale and check
+
+namespace {
+/// torch's _amp_foreach_non_finite_check_and_unscale_ per element, as written in AmpKernels.cu: the value times
+/// inv_scale (the exact double product of two floats, rounded to float once: the fp32 product), untouched when
+/// inv_scale is 1; found when a value is inf or NaN (minibert: before or after the product)
+struct unscale_ref {
+  std::vector<double> out;
+  bool found = false;
+  unscale_ref(const std::vector<float>& g, float inv) {
+    for (float v : g) {
+      const float o = inv == 1.0f ? v : float(double(v) * double(inv));
+      out.push_back(o);
+      found |= !std::isfinite(v) || !std::isfinite(o);
+    }
+  }
+};
+} // namespace
+
+TEST_CASE_TEMPLATE("backend_ops.non_finite_check_and_unscale", D, MINIBERT_TEST_DEVICES) {
+  BACKEND_OPS_SKIP_UNLESS_USABLE(D);
+  using A = minibert::acc_t<T>;
+  const std::int64_t n = 20001; // ragged, and large enough for several CPU chunks and CUDA blocks
+  const std::vector<float> base = random_tensor<T>({n}, 211, -3e4, 3e4).to_vector();
+  // runs the op on the device over g with found_inf starting at `found0`; CHECKs g and found_inf against unscale_ref
+  auto run = [&](std::vector<float> g, float inv, float found0, const std::string& what) {
+    dtensor<T, D> dg = up<D>(htensor<T>::from(g, {std::int64_t(g.size())}));
+    dtensor<A, D> found = up<D>(htensor<A>::full({1}, A(found0)));
+    minibert::backend<D>::non_finite_check_and_unscale(minibert::current_context<D>(), dg.data(),
+                                                        std::int64_t(g.size()), A(inv), found.data());
+    const unscale_ref want(g, inv);
+    test::check_close(values(down(dg)), want.out, 0.0, 0.0, 0.0, what + dev<D>()); // exact, NaN and inf in place
+    const A got = down(found).to_vector()[0];
+    CHECK_MESSAGE(got == ((want.found || found0 != 0) ? A(1) : A(0)), what << dev<D>() << ": found_inf " << got);
+  };
+  const float inv = float(1.0 / 3.0); // a reciprocal that rounds: every product is rounded
+  SUBCASE("finite: scaled, found_inf stays 0") { run(base, inv, 0.0f, "unscale finite"); }
+  SUBCASE("inv_scale 1: unchanged") { run(base, 1.0f, 0.0f, "unscale by 1"); }
+  SUBCASE("finite, found_inf already 1: stays 1") { run(base, inv, 1.0f, "unscale finite, found_inf preset"); }
+  SUBCASE("empty") { run({}, inv, 0.0f, "unscale n=0"); }
+  const float bad[3] = {std::numeric_limits<float>::infinity(), -std::numeric_limits<float>::infinity(),
+                        std::numeric_limits<float>::quiet_NaN()};
+  const char* names[3] = {"inf", "-inf", "NaN"};
+  for (int b = 0; b < 3; ++b)
+    for (const std::int64_t at : {std::int64_t(0), n / 2, n - 1}) {
+      const std::string what = std::string("unscale ") + names[b] + " at " + std::to_string(at);
+      SUBCASE(what.c_str()) {
+        std::vector<float> g = base;
+        g[std::size_t(at)] = bad[b];
+        run(g, inv, 0.0f, what);
+        run(g, 1.0f, 0.0f, what + ", inv_scale 1");
+        run(g, inv, 1.0f, what + ", found_inf preset");
+      }
+    }
+  SUBCASE("finite values that overflow when multiplied (inv_scale > 1) are found") {
+    std::vector<float> g = base;
+    g[7] = 0.75f * std::numeric_limits<float>::max();
+    run(g, 2.0f, 0.0f, "unscale overflow after the product");
+  }
+}

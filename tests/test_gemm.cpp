@@ -10,7 +10,10 @@
 // i.e. relative to the magnitude of the terms summed, not to the (possibly cancelling) result. The
 // reference is computed in double from the exact fp32 inputs, so the error measured is the GEMM's alone.
 
+#include <algorithm> // max
 #include <cmath>   // abs, isfinite, nan
+#include <fstream> // ifstream (/proc/cpuinfo)
+#include <string>  // string
 #include <cstdint> // int64_t, uint64_t
 #include <cstdio>  // printf
 #include <limits>  // quiet_NaN
@@ -19,6 +22,7 @@
 #include <doctest/doctest.h>
 
 #include <minibert/cpu/gemm.hpp>
+#include <minibert/precision.hpp>
 #if defined(_OPENMP)
 #include <omp.h> // omp_get_max_threads, omp_set_num_threads, omp_get_thread_num
 #endif
@@ -129,6 +133,32 @@ template <class T> void check_problem(const problem& p, std::uint64_t seed) {
 struct dims {
   i64 M, N, K, pad;
 };
+
+// A product at a reduced matmul precision: C must be the fp32-accumulated product of the operands rounded to that
+// precision (reference: a double loop over the rounded operands, fp32's tolerance), and must differ from the
+// unrounded product by more than that tolerance somewhere (so the rounding really happened). Returns the largest
+// |C - unrounded product| / sum |terms|.
+double check_reduced_precision(const problem& p, minibert::matmul_precision prec, std::uint64_t seed) {
+  std::vector<float> A = random_vector<float>(p.a_size(), seed), B = random_vector<float>(p.b_size(), seed + 1);
+  std::vector<float> Ar = A, Br = B;
+  for (float& x : Ar) x = minibert::round_to_precision(prec, x);
+  for (float& x : Br) x = minibert::round_to_precision(prec, x);
+  std::vector<double> dot, mag, exact_dot, exact_mag;
+  reference_product(p, Ar.data(), Br.data(), dot, mag);
+  reference_product(p, A.data(), B.data(), exact_dot, exact_mag);
+  const std::vector<float> C0 = random_vector<float>(p.c_size(), seed + 2);
+  std::vector<float> C = C0;
+  minibert::cpu::gemm<float>(p.ta, p.tb, p.M, p.N, p.K, 1.0f, A.data(), p.lda(), B.data(), p.ldb(), 0.0f, C.data(),
+                             p.ldc(), prec);
+  check_result<float>(p, 1.0f, 0.0f, C0, C.data(), dot, mag);
+  double from_exact = 0;
+  for (i64 i = 0; i < p.M; ++i)
+    for (i64 j = 0; j < p.N; ++j) {
+      const std::size_t r = std::size_t(i * p.N + j);
+      from_exact = std::max(from_exact, std::abs(double(C[std::size_t(i * p.ldc() + j)]) - exact_dot[r]) / exact_mag[r]);
+    }
+  return from_exact;
+}
 
 } // namespace
 
@@ -255,4 +285,68 @@ TEST_CASE("gemm: fp32 results are bitwise reproducible across calls, thread coun
   omp_set_num_threads(threads);
   CHECK(single == first);
 #endif
+}
+
+TEST_CASE("gemm: bf16 and fp16 precision multiply the rounded operands with fp32 accumulation (both bf16 kernels)") {
+  // odd K (a bf16 pair padded with zero), K across k blocks, the attention shape with a wide ld, and a B larger
+  // than one packed block (split along N and K)
+  const dims shapes[] = {{1, 1, 1, 0}, {17, 33, 5, 3}, {63, 65, 129, 1}, {128, 128, 64, 2 * 128 + 64},
+                         {300, 200, 771, 5}, {40, 1100, 2100, 0}};
+  struct mode {
+    const char* name;
+    minibert::matmul_precision prec;
+    bool bf16_kernel;
+  };
+  const mode modes[] = {{"bf16 (vdpbf16ps where the CPU has it)", minibert::matmul_precision::bf16, true},
+                        {"bf16 emulated (fp32 kernel on rounded operands)", minibert::matmul_precision::bf16, false},
+                        {"fp16 (rounded operands)", minibert::matmul_precision::fp16, true}};
+  for (const mode& m : modes) {
+    CAPTURE(m.name);
+    minibert::cpu::detail::bf16_kernel_enabled() = m.bf16_kernel;
+    std::uint64_t seed = 100;
+    double worst_from_exact = 0;
+    for (const dims& d : shapes)
+      for (int ta = 0; ta < 2; ++ta)
+        for (int tb = 0; tb < 2; ++tb) {
+          CAPTURE(d.M);
+          CAPTURE(d.N);
+          CAPTURE(d.K);
+          worst_from_exact = std::max(
+              worst_from_exact, check_reduced_precision(problem{ta != 0, tb != 0, d.M, d.N, d.K, d.pad}, m.prec, seed += 3));
+        }
+    // operands in [-1, 1) rounded to 8 (bf16) or 11 (fp16) significant bits move products by up to ~2^-8 / 2^-11
+    // of the terms' magnitude: far beyond fp32's 1e-5
+    CHECK_MESSAGE(worst_from_exact > 1e-4, m.name << ": the result is the unrounded product (rounding skipped?)");
+  }
+  minibert::cpu::detail::bf16_kernel_enabled() = true;
+}
+
+TEST_CASE("gemm: fp16 precision overflows to inf as a cast to half does, bf16 keeps fp32's range") {
+  const problem p{false, false, 3, 4, 5, 0};
+  std::vector<float> A(std::size_t(p.a_size()), 1.0f), B(std::size_t(p.b_size()), 1.0f);
+  A[0] = 70000.0f; // above half's largest finite value, 65504
+  for (const auto prec : {minibert::matmul_precision::fp16, minibert::matmul_precision::bf16}) {
+    std::vector<float> C(std::size_t(p.c_size()), 0.0f);
+    minibert::cpu::gemm<float>(false, false, p.M, p.N, p.K, 1.0f, A.data(), p.lda(), B.data(), p.ldb(), 0.0f, C.data(),
+                               p.ldc(), prec);
+    if (prec == minibert::matmul_precision::fp16) CHECK(std::isinf(C[0]));
+    else CHECK(C[0] == doctest::Approx(70144.0f + 4.0f)); // bf16(70000) = 70144, plus four products of 1
+    CHECK(C[std::size_t(p.ldc())] == 5.0f); // the other rows are untouched by the large value
+  }
+}
+
+TEST_CASE("gemm: the bf16 kernel is chosen exactly when the CPU reports AVX512-BF16") {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  if (!cpuinfo) {
+    MESSAGE("[minibert-skip] no /proc/cpuinfo to compare the CPU dispatch with");
+    return;
+  }
+  std::string line;
+  bool flag = false;
+  while (std::getline(cpuinfo, line))
+    if (line.rfind("flags", 0) == 0) {
+      flag = line.find(" avx512_bf16") != std::string::npos;
+      break;
+    }
+  CHECK(minibert::cpu::cpu_has_avx512_bf16() == flag);
 }

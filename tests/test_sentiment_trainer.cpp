@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <cmath>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -227,7 +228,7 @@ TEST_CASE("malformed data and bad values fail with the file and line, and exit c
   for (const char* cmd : {"evaluate", "predict", "compare"}) CHECK(run(std::string(cmd) + " --help").code == 0);
 }
 
-TEST_CASE("a hub id resolves through the local Hugging Face cache; early stopping and best-model reloading") {
+TEST_CASE("a hub id resolves through the local Hugging Face cache, early stopping and best-model reloading") {
   const fs::path out = work / "hub_source";
   fs::remove_all(out);
   REQUIRE(run(train_args(out, "--max-steps 2 --eval-strategy no --save-strategy no")).code == 0);
@@ -273,4 +274,45 @@ TEST_CASE("a hub id resolves through the local Hugging Face cache; early stoppin
   const auto a = minibert::checkpoint::open(best / "model.safetensors");
   const auto b = minibert::checkpoint::open(fs::path(best_dir) / "model.safetensors");
   for (const auto& name : a.names()) CHECK_MESSAGE(a.read_vector<float>(name) == b.read_vector<float>(name), name);
+}
+
+TEST_CASE("--bf16 and --fp16: train, evaluate and predict run mixed precision, both at once are refused") {
+  const fs::path input = sst2_slice("test.tsv", "test.tsv", 60);
+  const fs::path bf = work / "run_bf16";
+  fs::remove_all(bf);
+  const result r = run(train_args(bf, "--max-steps 6 --logging-steps 3 --eval-strategy no --bf16"));
+  INFO(r.out);
+  REQUIRE(r.code == 0);
+  CHECK(r.out.find("Mixed precision = bf16") != std::string::npos);
+  CHECK(read_file(bf / "report.md").find("bf16 mixed") != std::string::npos);
+  // evaluation runs at the flag's precision: bf16 moves the loss a little off fp32's, never far
+  const result e32 = run("evaluate --model " + bf.string() + " --data " + input.string() + " --output " +
+                         (work / "eval32.json").string());
+  const result e16 = run("evaluate --model " + bf.string() + " --data " + input.string() + " --bf16 --output " +
+                         (work / "eval16.json").string());
+  REQUIRE(e32.code == 0);
+  REQUIRE(e16.code == 0);
+  const double l32 = nlohmann::json::parse(read_file(work / "eval32.json"))["eval_loss"].get<double>();
+  const double l16 = nlohmann::json::parse(read_file(work / "eval16.json"))["eval_loss"].get<double>();
+  CHECK(l16 != l32);
+  CHECK(std::abs(l16 - l32) < 1e-2 * l32);
+  const result p16 = run("predict --model " + bf.string() + " --input " + input.string() + " --fp16");
+  CHECK(p16.code == 0);
+
+  // fp16: GradScaler's state travels in the checkpoint's trainer_state.json
+  const fs::path fp = work / "run_fp16";
+  fs::remove_all(fp);
+  const result f = run(train_args(fp, "--max-steps 4 --logging-steps 2 --eval-strategy no --save-strategy steps "
+                                      "--save-steps 4 --fp16"));
+  INFO(f.out);
+  REQUIRE(f.code == 0);
+  CHECK(f.out.find("Mixed precision = fp16") != std::string::npos);
+  const auto st = nlohmann::json::parse(read_file(fp / "checkpoint-4" / "trainer_state.json"));
+  REQUIRE(st["minibert"].contains("scaler"));
+  const double scale = st["minibert"]["scaler"]["scale"].get<double>();
+  CHECK(scale <= 65536.0);
+  CHECK(scale == std::exp2(std::round(std::log2(scale)))); // 2^16 halved per skipped step
+  const result both = run(train_args(work / "run_both", "--max-steps 2 --bf16 --fp16"));
+  CHECK(both.code != 0);
+  CHECK(both.out.find("exclude each other") != std::string::npos);
 }

@@ -110,7 +110,16 @@ template <class F> int on_device(const std::string& name, F&& f) {
                                                              : ": expected cpu"));
 #endif
 }
-void add_device_flag(sentiment::cli& c) { c.option("device", "cpu or cuda", "cpu"); }
+void add_device_flag(sentiment::cli& c) {
+  c.option("device", "cpu or cuda", "cpu")
+      .flag("bf16", "mixed precision: matmuls in bf16 with fp32 accumulation (AVX512-BF16 on the CPU where present)")
+      .flag("fp16", "mixed precision: matmuls on fp16-rounded operands; training uses dynamic loss scaling");
+}
+// the precision flags into args (--bf16 and --fp16 exclude each other: training_args::validate says so)
+void read_precision_flags(const sentiment::cli& c, training_args& a) {
+  a.bf16 = c.has("bf16");
+  a.fp16 = c.has("fp16");
+}
 
 // evaluate and predict: a saved model, its tokenizer, and the evaluation settings from the shared flags
 template <class D> struct inference_setup {
@@ -138,6 +147,7 @@ template <class D> inference_setup<D> load_for_inference(const sentiment::cli& c
   s.args.eval_batch_size = c.integer("batch-size");
   s.args.max_seq_length = c.integer("max-seq-length");
   s.args.threads = int(c.integer("threads"));
+  read_precision_flags(c, s.args);
   return s;
 }
 
@@ -216,6 +226,7 @@ int cmd_train(int argc, char** argv) {
   a.metric_for_best_model = c.str("metric-for-best-model");
   a.early_stopping_patience = c.integer("early-stopping-patience");
   a.threads = int(c.integer("threads"));
+  read_precision_flags(c, a);
   a.validate();
   parse_schedule_kind(a.lr_scheduler); // reject a bad name before any work
 
@@ -316,11 +327,14 @@ int cmd_train(int argc, char** argv) {
                  {"weight decay", shortest(a.weight_decay)},
                  {"max grad norm", shortest(a.max_grad_norm)},
                  {"max sequence length", std::to_string(a.max_seq_length)},
-                 {"precision", std::string("fp32 (") + D::name + ")"},
+                 {"precision", std::string(a.bf16 ? "bf16 mixed (matmuls in bf16, fp32 accumulation and master weights)"
+                                           : a.fp16 ? "fp16 mixed (matmuls on fp16-rounded operands, dynamic loss scaling)"
+                                                    : "fp32") + " (" + D::name + ")"},
                  {"seed", std::to_string(a.seed)},
                  {"threads", std::to_string(num_threads())}};
-    rep.notes.push_back(std::string("The reference experiment ran fp16 mixed precision on a GPU; this run computes in fp32 on ") +
-                        (std::is_same_v<D, device::cpu> ? "the CPU." : "the GPU."));
+    rep.notes.push_back(std::string("The reference experiment ran fp16 mixed precision on a GPU; this run computes ") +
+                        (a.bf16 ? "its matmuls in bf16" : a.fp16 ? "its matmuls on fp16-rounded operands" : "in fp32") +
+                        " on " + (std::is_same_v<D, device::cpu> ? "the CPU." : "the GPU."));
     write_report(rep, a.output_dir);
 
     // summary table

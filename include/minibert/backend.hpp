@@ -17,6 +17,7 @@
 
 #include <minibert/config.hpp>
 #include <minibert/dtype.hpp>
+#include <minibert/precision.hpp>
 #include <minibert/tensor.hpp>
 
 namespace minibert {
@@ -111,6 +112,21 @@ private:
   context<Device>* prev_;
 };
 
+/// @brief RAII: matrix products of ops on this thread run at precision p until the scope ends (fp32 data, operands
+/// rounded to p, fp32 accumulation: precision.hpp), as a torch.autocast region does; it sets the current context's
+/// matmul field and restores it
+template <class Device> class autocast {
+public:
+  explicit autocast(matmul_precision p) : ctx_(current_context<Device>()), prev_(ctx_.matmul) { ctx_.matmul = p; }
+  ~autocast() { ctx_.matmul = prev_; }
+  autocast(const autocast&) = delete;
+  autocast& operator=(const autocast&) = delete;
+
+private:
+  context<Device>& ctx_;
+  matmul_precision prev_;
+};
+
 // ---------------------------------------------------------------------------------------------------------------------
 // The contract. Shapes in B,T,C,NH letters; N rows, C columns; every pointer is device memory of contiguous data
 // unless it says host. Results that are scalars (losses, sums, norms) are written to device memory, so a training
@@ -126,6 +142,7 @@ concept backend_for = requires(context<Device>& ctx, T* y, const T* x, T a, std:
                                const adamw_coefficients<acc_t<T>>& coef, binary_op op, activation act, bool flag,
                                float p, std::uint64_t seed) {
   // memory and copies
+  { ctx.matmul } -> std::convertible_to<matmul_precision>;                      // precision of GEMMs (autocast)
   { backend<Device>::fill(ctx, y, n, a) } -> std::same_as<void>;               // y[0,n) = a
   { backend<Device>::copy(ctx, x, y, n) } -> std::same_as<void>;               // y = x (device to device)
   { backend<Device>::upload(ctx, x, y, n) } -> std::same_as<void>;             // device y = host x; x reusable on return
@@ -176,6 +193,9 @@ concept backend_for = requires(context<Device>& ctx, T* y, const T* x, T a, std:
   { backend<Device>::adamw_step(ctx, acc, y, x, acc, acc, n, coef) } -> std::same_as<void>;
   { backend<Device>::sum_squares(ctx, x, n, sum_dev) } -> std::same_as<void>;  // *sum_dev += sum x^2 (double)
   { backend<Device>::clip_by_norm(ctx, y, n, csum_dev, 1.0) } -> std::same_as<void>; // torch's clip coefficient
+  // fp16 loss scaling (torch._amp_foreach_non_finite_check_and_unscale_): y *= inv_scale in place (y unchanged when
+  // inv_scale is 1); *acc = 1 when an element is inf or NaN before or after (as stored in T); never cleared here
+  { backend<Device>::non_finite_check_and_unscale(ctx, y, n, *cacc, acc) } -> std::same_as<void>;
 };
 
 /// @brief Optional members: allocator statistics (a device without a caching allocator need not have them).

@@ -26,6 +26,7 @@
 #include <minibert/hub.hpp>            // defines: resolve_model_path (local Hugging Face cache)
 #include <minibert/optimizer.hpp>      // defines: adamw, param_group, default_param_groups, clip_grad_norm
 #include <minibert/scheduler.hpp>      // defines: lr_schedule, scheduler, schedule_kind
+#include <minibert/training/grad_scaler.hpp> // defines: grad_scaler, grad_scaler_options (fp16 loss scaling)
 #include <minibert/data.hpp>           // defines: dataset, example, read_dataset, split_validation
 #include <minibert/metrics.hpp>        // defines: classification_metrics, compute_classification_metrics
 #include <minibert/report.hpp>         // defines: report_data, write_report, compare_runs

@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 /* CPU kernels of the optimizer: the fused AdamW update (torch.optim.AdamW's single-tensor arithmetic, in the
-   same operation order) and the sum of squares that clip_grad_norm reduces. Eigen arrays, threaded by
-   parallel_for with a static partition, so results do not depend on timing. */
+   same operation order), the sum of squares that clip_grad_norm reduces, and the unscale-and-check of fp16 loss
+   scaling (training/grad_scaler.hpp). Eigen arrays, threaded by parallel_for with a static partition, so results
+   do not depend on timing. */
 
 #include <algorithm> // min
 #include <array>     // array (per-chunk partial sums)
+#include <cmath>     // isfinite
 #include <cstdint>   // int64_t
 
 #include <Eigen/Core> // Array maps
@@ -53,6 +55,29 @@ template <class T> double sum_squares(const T* x, std::int64_t n) {
   double s = 0;
   for (int c = 0; c < chunks; ++c) s += partial[c];
   return s;
+}
+
+/// @brief g (n) *= inv_scale in place, in the accumulation type A, as the kernel of torch's
+/// _amp_foreach_non_finite_check_and_unscale_ does (an element is left as it is when inv_scale is 1); returns whether
+/// an element was inf or NaN before or after (as stored in T: a 16-bit gradient can overflow when inv_scale > 1).
+/// Each chunk keeps its own flag, so no thread writes another's memory; OR-ing the flags does not depend on order.
+template <class T, class A> bool non_finite_check_and_unscale(T* g, std::int64_t n, A inv_scale) {
+  std::array<unsigned char, 256> bad{};
+  const int chunks = detail::parallel_chunks(n, 2);
+  MINIBERT_ASSERT(chunks <= 256);
+  detail::parallel_for_chunks(n, 2, [&](int c, std::int64_t b, std::int64_t e) {
+    bool any = false;
+    for (std::int64_t i = b; i < e; ++i) {
+      const A v = A(g[i]);
+      const T out = T(inv_scale == A(1) ? v : v * inv_scale);
+      g[i] = out;
+      any |= !(std::isfinite(v) && std::isfinite(A(out)));
+    }
+    bad[c] = any;
+  });
+  for (int c = 0; c < chunks; ++c)
+    if (bad[c]) return true;
+  return false;
 }
 
 } // namespace minibert::cpu

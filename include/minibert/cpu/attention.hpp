@@ -61,7 +61,7 @@ void attention_forward(context<device::cpu>& ctx, const attention_dims& d, const
       const std::int64_t b = bh / NH, h = bh % NH, L = klen[b];
       const std::int64_t off = b * Tn * ld + h * HS;
       T* P = probs + bh * Tn * ldp;
-      gemm(false, true, Tn, L, HS, scale, q + off, ld, k + off, ld, T(0), P, ldp);
+      gemm(false, true, Tn, L, HS, scale, q + off, ld, k + off, ld, T(0), P, ldp, ctx.matmul);
       for (std::int64_t i = 0; i < Tn; ++i) {
         T* row = P + i * ldp;
         softmax_forward(row, mask ? mask + b * Tn : (const T*)nullptr, [](std::int64_t) { return std::int64_t(0); }, row,
@@ -79,7 +79,7 @@ void attention_forward(context<device::cpu>& ctx, const attention_dims& d, const
         }
         PV = dropped;
       }
-      gemm(false, false, Tn, HS, L, T(1), PV, ldp, v + off, ld, T(0), out + b * Tn * C + h * HS, C);
+      gemm(false, false, Tn, HS, L, T(1), PV, ldp, v + off, ld, T(0), out + b * Tn * C + h * HS, C, ctx.matmul);
     }
   });
 }
@@ -109,17 +109,17 @@ void attention_backward(context<device::cpu>& ctx, const attention_dims& d, cons
         PV = dropped;
       }
       // dv_h = dropout(P)^T dO_h ; dP = dO_h v_h^T (then through the dropout mask); keys past L get no gradient
-      gemm(true, false, L, HS, Tn, T(1), PV, ldp, dout + ooff, C, T(0), dv + off, ld);
+      gemm(true, false, L, HS, Tn, T(1), PV, ldp, dout + ooff, C, T(0), dv + off, ld, ctx.matmul);
       for (std::int64_t j = L; j < Tn; ++j) std::fill(dv + off + j * ld, dv + off + j * ld + HS, T(0));
-      gemm(false, true, Tn, L, HS, T(1), dout + ooff, C, v + off, ld, T(0), dP, ldp);
+      gemm(false, true, Tn, L, HS, T(1), dout + ooff, C, v + off, ld, T(0), dP, ldp, ctx.matmul);
       for (std::int64_t i = 0; i < Tn; ++i) {
         T* row = dP + i * ldp;
         if (p > 0)
           for (std::int64_t j = 0; j < L; ++j) row[j] = kp[i * ldp + j] ? row[j] * keep_scale : T(0);
         softmax_backward(P + i * ldp, row, row, 1, L); // dS (the mask is additive: no gradient)
       }
-      gemm(false, false, Tn, HS, L, scale, dP, ldp, k + off, ld, T(0), dq + off, ld);
-      gemm(true, false, L, HS, Tn, scale, dP, ldp, q + off, ld, T(0), dk + off, ld);
+      gemm(false, false, Tn, HS, L, scale, dP, ldp, k + off, ld, T(0), dq + off, ld, ctx.matmul);
+      gemm(true, false, L, HS, Tn, scale, dP, ldp, q + off, ld, T(0), dk + off, ld, ctx.matmul);
       for (std::int64_t j = L; j < Tn; ++j) std::fill(dk + off + j * ld, dk + off + j * ld + HS, T(0));
     }
   });

@@ -68,39 +68,39 @@ template <> struct backend<device::cpu> {
 
   // ------------------------------------------------------------------ matrix products
   template <class T>
-  static void gemm(ctx_t&, bool ta, bool tb, i64 M, i64 N, i64 K, A<T> alpha, const T* a, i64 lda, const T* b, i64 ldb,
-                   A<T> beta, T* c, i64 ldc) {
+  static void gemm(ctx_t& ctx, bool ta, bool tb, i64 M, i64 N, i64 K, A<T> alpha, const T* a, i64 lda, const T* b,
+                   i64 ldb, A<T> beta, T* c, i64 ldc) {
     profiler::gemm_timer timer(ta, tb, M, N, K);
-    cpu::gemm(ta, tb, M, N, K, T(alpha), a, lda, b, ldb, T(beta), c, ldc);
+    cpu::gemm(ta, tb, M, N, K, T(alpha), a, lda, b, ldb, T(beta), c, ldc, ctx.matmul);
   }
   template <class T>
-  static void gemm_batched(ctx_t&, bool ta, bool tb, i64 M, i64 N, i64 K, A<T> alpha, const T* a, i64 lda, i64 sa,
+  static void gemm_batched(ctx_t& ctx, bool ta, bool tb, i64 M, i64 N, i64 K, A<T> alpha, const T* a, i64 lda, i64 sa,
                            const T* b, i64 ldb, i64 sb, A<T> beta, T* c, i64 ldc, i64 sc, i64 batch) {
     profiler::gemm_timer timer(ta, tb, M, N, K, batch);
-    cpu::gemm_batched(ta, tb, M, N, K, T(alpha), a, lda, sa, b, ldb, sb, T(beta), c, ldc, sc, batch);
+    cpu::gemm_batched(ta, tb, M, N, K, T(alpha), a, lda, sa, b, ldb, sb, T(beta), c, ldc, sc, batch, ctx.matmul);
   }
   /// @brief out (N,C) = inp (N,K) * weight (C,K)^T + bias (C)  (a linear layer, weight as torch stores it)
   template <class T>
-  static void linear_forward(ctx_t&, const T* inp, const T* w, const T* bias, T* out, i64 N, i64 K, i64 C) {
+  static void linear_forward(ctx_t& ctx, const T* inp, const T* w, const T* bias, T* out, i64 N, i64 K, i64 C) {
     if (bias) {
       cpu::detail::parallel_for(N, C, [&](i64 b, i64 e) {
         for (i64 i = b; i < e; ++i) std::copy(bias, bias + C, out + i * C);
       });
     }
     profiler::gemm_timer timer(false, true, N, C, K);
-    cpu::gemm(false, true, N, C, K, T(1), inp, K, w, K, bias ? T(1) : T(0), out, C);
+    cpu::gemm(false, true, N, C, K, T(1), inp, K, w, K, bias ? T(1) : T(0), out, C, ctx.matmul);
   }
   /// @brief dinp = dout w (overwrite); dw += dout^T inp; dbias += column sums of dout. Null outputs are skipped.
   template <class T>
-  static void linear_backward(ctx_t&, const T* dout, const T* inp, const T* w, T* dinp, T* dw, T* dbias, i64 N, i64 K,
+  static void linear_backward(ctx_t& ctx, const T* dout, const T* inp, const T* w, T* dinp, T* dw, T* dbias, i64 N, i64 K,
                               i64 C) {
     if (dinp) {
       profiler::gemm_timer timer(false, false, N, K, C);
-      cpu::gemm(false, false, N, K, C, T(1), dout, C, w, K, T(0), dinp, K);
+      cpu::gemm(false, false, N, K, C, T(1), dout, C, w, K, T(0), dinp, K, ctx.matmul);
     }
     if (dw) {
       profiler::gemm_timer timer(true, false, C, K, N);
-      cpu::gemm(true, false, C, K, N, T(1), dout, C, inp, K, T(1), dw, K);
+      cpu::gemm(true, false, C, K, N, T(1), dout, C, inp, K, T(1), dw, K, ctx.matmul);
     }
     if (dbias) {
       using cmat = Eigen::Map<const Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>>;
@@ -212,6 +212,11 @@ template <> struct backend<device::cpu> {
   template <class T> static void clip_by_norm(ctx_t&, T* x, i64 n, const double* total_sq, double max_norm) {
     const double coef = clip_coefficient(total_sq[0], max_norm);
     if (coef < 1.0) cpu::scale(T(coef), x, x, n);
+  }
+  /// @brief g *= inv_scale; *found_inf = 1 when an element was inf or NaN (never cleared: the caller zeroes it once
+  /// per step, as GradScaler.unscale_ does)
+  template <class T> static void non_finite_check_and_unscale(ctx_t&, T* g, i64 n, A<T> inv_scale, A<T>* found_inf) {
+    if (cpu::non_finite_check_and_unscale(g, n, inv_scale)) found_inf[0] = A<T>(1);
   }
 };
 

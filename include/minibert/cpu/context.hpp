@@ -16,6 +16,9 @@
 namespace minibert {
 
 template <> struct context<device::cpu> {
+  /// @brief the precision of matrix products (precision.hpp; set for a region with autocast<device::cpu>)
+  matmul_precision matmul = matmul_precision::fp32;
+
   /// @brief threads the CPU kernels use (OpenMP's; set with set_num_threads)
   int threads() const { return num_threads(); }
 

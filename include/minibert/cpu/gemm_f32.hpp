@@ -67,16 +67,17 @@ inline gemm_buffer& gemm_scratch() {
 // C[0:mc, columns of B panels q0..q1) = alpha * (packed A block (mc x kc)) (those packed B panels) + beta * C.
 // B panels outermost: one B panel (kc x NR, 48 KiB at kc = 384) is reused from L1/L2 by every A panel.
 inline void gemm_macro_kernel(std::int64_t mc, std::int64_t nc, std::int64_t kc, const float* ap, const float* bp,
-                              std::int64_t q0, std::int64_t q1, float* C, std::int64_t ldc, float alpha, float beta) {
+                              std::int64_t q0, std::int64_t q1, float* C, std::int64_t ldc, float alpha, float beta,
+                              gemm_mode mode) {
   for (std::int64_t q = q0; q < q1; ++q) {
     const std::int64_t n = std::min<std::int64_t>(gemm_nr, nc - q * gemm_nr);
     const std::int64_t nv = (n + 15) / 16;
     const float* b = bp + q * gemm_nr * kc;
     std::int64_t i = 0;
-    const gemm_kernel_fn full = gemm_kernel_select(gemm_mr, nv);
+    const gemm_kernel_fn full = gemm_kernel_select(gemm_mr, nv, mode);
     for (; i + gemm_mr <= mc; i += gemm_mr)
       full(kc, ap + i * kc, b, C + i * ldc + q * gemm_nr, ldc, n, alpha, beta);
-    if (i < mc) gemm_kernel_select(mc - i, nv)(kc, ap + i * kc, b, C + i * ldc + q * gemm_nr, ldc, n, alpha, beta);
+    if (i < mc) gemm_kernel_select(mc - i, nv, mode)(kc, ap + i * kc, b, C + i * ldc + q * gemm_nr, ldc, n, alpha, beta);
   }
 }
 
@@ -92,6 +93,7 @@ struct gemm_args {
   float beta;
   float* C;
   std::int64_t ldc;
+  gemm_mode mode = gemm_mode::fp32; // operands in fp32, or converted to bf16 / rounded in the packed panels
   // blocking: k block (<= gemm_kc, K split evenly), k range of one packed-B block (a multiple of kc),
   // columns of one packed-B block (a multiple of NR)
   std::int64_t kc = 0, ks = 0, nc = 0;
@@ -173,8 +175,15 @@ struct gemm_b_block {
   float* block(std::int64_t p0) const { return bp + (p0 - s0) * npanels * gemm_nr; }
   void pack(std::int64_t group) const {
     const std::int64_t q0 = group * gemm_pack_group, q1 = std::min(npanels, q0 + gemm_pack_group);
-    for (std::int64_t p0 = s0; p0 < s1; p0 += g->kc)
-      gemm_pack_b(g->trans_b, nc, std::min(g->kc, s1 - p0), g->B, g->ldb, p0, j0, q0, q1, block(p0));
+    for (std::int64_t p0 = s0; p0 < s1; p0 += g->kc) {
+      const std::int64_t kc = std::min(g->kc, s1 - p0);
+      gemm_pack_b(g->trans_b, nc, kc, g->B, g->ldb, p0, j0, q0, q1, block(p0));
+      if (g->mode == gemm_mode::fp32) continue;
+      for (std::int64_t q = q0; q < q1; ++q) {
+        const std::int64_t n = std::min<std::int64_t>(gemm_nr, nc - q * gemm_nr);
+        gemm_finish_panel(g->mode, block(p0) + q * gemm_nr * kc, kc, (n + 15) / 16 * 16);
+      }
+    }
   }
   // Makes the groups holding panels [q0, q1) ready: packs those nobody claimed yet, then waits for the rest.
   void ensure(std::int64_t q0, std::int64_t q1) const {
@@ -211,9 +220,14 @@ inline void gemm_unit(const gemm_b_block& pb, std::int64_t i0, std::int64_t mc, 
     for (std::int64_t p0 = pb.s0; p0 < pb.s1; p0 += g.kc) { // later k blocks accumulate onto the first
       const std::int64_t kc = std::min(g.kc, pb.s1 - p0);
       float* a = ap + (p0 - pb.s0) * mc;
-      if (c0 == q0) gemm_pack_a(g.trans_a, mc, kc, g.A, g.lda, i0, p0, a);
+      if (c0 == q0) {
+        gemm_pack_a(g.trans_a, mc, kc, g.A, g.lda, i0, p0, a);
+        if (g.mode != gemm_mode::fp32)
+          for (std::int64_t r = 0; r < mc; r += gemm_mr)
+            gemm_finish_panel(g.mode, a + r * kc, kc, std::min<std::int64_t>(gemm_mr, mc - r));
+      }
       gemm_macro_kernel(mc, pb.nc, kc, a, pb.block(p0), c0, c1, g.C + i0 * g.ldc + pb.j0, g.ldc, g.alpha,
-                        p0 == 0 ? g.beta : 1.0f);
+                        p0 == 0 ? g.beta : 1.0f, g.mode);
     }
   }
 }
@@ -313,7 +327,9 @@ inline void gemm_f32(gemm_args g) {
   const int threads = gemm_threads(g.M, g.N, g.K);
   // K in equal blocks of at most gemm_kc (a multiple of 8): K = 2048 runs 6 x 344, not 5 x 384 + 128,
   // whose short block would pay the C update and the kernel's prologue for a third of the work.
-  const std::int64_t kblocks = (g.K + gemm_kc - 1) / gemm_kc;
+  // bf16 panels hold two k per 32-bit word: twice the k block in the same bytes of L1 and L2
+  const std::int64_t kc_max = g.mode == gemm_mode::bf16_native ? 2 * gemm_kc : gemm_kc;
+  const std::int64_t kblocks = (g.K + kc_max - 1) / kc_max;
   g.kc = std::min(g.K, ((g.K + kblocks - 1) / kblocks + 7) / 8 * 8);
   gemm_plan_b_blocks(g, kblocks);
   // Scratch: the packed B block, then one mc x ks A buffer per thread. nc is a multiple of 32, so each

@@ -10,7 +10,7 @@
 #endif
 
 #include <algorithm> // min, max
-#include <cstdint>   // int64_t
+#include <cstdint>   // int64_t, uint32_t
 #include <utility>   // integer_sequence
 
 #include <immintrin.h> // AVX-512 intrinsics
@@ -61,6 +61,26 @@ inline constexpr std::int64_t gemm_parallel_flops = std::int64_t(1) << 22;
 
 inline __mmask16 gemm_tail_mask(std::int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
 
+// C[0:MR, 0:n] = alpha * acc + beta * C (the micro-kernels' epilogue); beta == 0 never reads C
+template <int MR, int NV>
+inline void gemm_store_tile(const __m512 (&acc)[MR][NV], float* c, std::int64_t ldc, std::int64_t n, float alpha,
+                            float beta) {
+  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
+  const __mmask16 last = gemm_tail_mask(n - 16 * (NV - 1));
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i) {
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      float* p = c + i * ldc + 16 * v;
+      const __mmask16 m = v == NV - 1 ? last : __mmask16(0xFFFF);
+      __m512 r = _mm512_mul_ps(va, acc[i][v]);
+      if (beta == 1.0f) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, p));
+      else if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, p), r);
+      _mm512_mask_storeu_ps(p, m, r);
+    }
+  }
+}
+
 // C[0:MR, 0:n] = alpha * (A_panel * B_panel) + beta * C, n <= 16*NV.
 // a: packed A panel, element (i,k) at a[k*MR + i]; b: packed B panel, element (k,j) at b[k*16*NV + j],
 // zero-padded to 16*NV columns (so the k loop needs no masks; only the C access is masked).
@@ -92,20 +112,44 @@ inline void gemm_micro_kernel(std::int64_t kc, const float* __restrict a, const 
       for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_fmadd_ps(av, bv[v], acc[i][v]);
     }
   }
-  const __m512 va = _mm512_set1_ps(alpha), vb = _mm512_set1_ps(beta);
-  const __mmask16 last = gemm_tail_mask(n - 16 * (NV - 1));
+  gemm_store_tile<MR, NV>(acc, c, ldc, n, alpha, beta);
+}
+
+// The bf16 micro-kernel (AVX512-BF16, chosen at run time: compiled for that target whatever the build's flags):
+// the same tile with k consumed in pairs by vdpbf16ps, c += a(i,k) b(k,j) + a(i,k+1) b(k+1,j) in fp32, twice the
+// multiply-adds of an fp32 FMA per instruction. a and b are panels converted by gemm_pair_bf16 (element pair p at
+// [p*MR + i] of a, [p*16*NV + j] of b, as 32-bit words: two bf16 numbers, k even in the low half).
+#define MINIBERT_BF16_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+template <int MR, int NV>
+MINIBERT_BF16_TARGET void gemm_micro_kernel_bf16(std::int64_t kc, const float* __restrict a_, const float* __restrict b_,
+                                                 float* c, std::int64_t ldc, std::int64_t n, float alpha, float beta) {
+  constexpr int ldb = 16 * NV;
+  const auto* a = reinterpret_cast<const std::uint32_t*>(a_);
+  const auto* b = reinterpret_cast<const std::uint32_t*>(b_);
+  __m512 acc[MR][NV];
+#pragma GCC unroll 16
+  for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_setzero_ps();
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i) {
+    _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc), _MM_HINT_T0);
+    if (NV > 1) _mm_prefetch(reinterpret_cast<const char*>(c + i * ldc + ldb - 1), _MM_HINT_T0);
+  }
+  const std::int64_t pairs = (kc + 1) / 2;
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      float* p = c + i * ldc + 16 * v;
-      const __mmask16 m = v == NV - 1 ? last : __mmask16(0xFFFF);
-      __m512 r = _mm512_mul_ps(va, acc[i][v]);
-      if (beta == 1.0f) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(m, p));
-      else if (beta != 0.0f) r = _mm512_fmadd_ps(vb, _mm512_maskz_loadu_ps(m, p), r);
-      _mm512_mask_storeu_ps(p, m, r);
+  for (std::int64_t p = 0; p < pairs; ++p) {
+    __m512bh bv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) bv[v] = (__m512bh)_mm512_load_si512(b + p * ldb + 16 * v);
+#pragma GCC unroll 16
+    for (int i = 0; i < MR; ++i) {
+      const __m512bh av = (__m512bh)_mm512_set1_epi32(int(a[p * MR + i]));
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[i][v] = _mm512_dpbf16_ps(acc[i][v], av, bv[v]);
     }
   }
+  gemm_store_tile<MR, NV>(acc, c, ldc, n, alpha, beta);
 }
 
 using gemm_kernel_fn = void (*)(std::int64_t, const float*, const float*, float*, std::int64_t, std::int64_t, float,
@@ -114,12 +158,20 @@ using gemm_kernel_fn = void (*)(std::int64_t, const float*, const float*, float*
 template <int... Ms> struct gemm_kernel_table {
   static constexpr gemm_kernel_fn one[] = {&gemm_micro_kernel<Ms + 1, 1>...};
   static constexpr gemm_kernel_fn two[] = {&gemm_micro_kernel<Ms + 1, 2>...};
+  static constexpr gemm_kernel_fn one_bf16[] = {&gemm_micro_kernel_bf16<Ms + 1, 1>...};
+  static constexpr gemm_kernel_fn two_bf16[] = {&gemm_micro_kernel_bf16<Ms + 1, 2>...};
 };
 template <int... Ms> gemm_kernel_table<Ms...> gemm_make_kernel_table(std::integer_sequence<int, Ms...>);
 using gemm_kernels = decltype(gemm_make_kernel_table(std::make_integer_sequence<int, gemm_mr>{}));
 
+// How a GEMM treats its fp32 operands: fp32; bf16 on vdpbf16ps (panels converted to bf16 pairs); or rounded to
+// bf16 / fp16 in the packed panels and multiplied by the fp32 kernel (bf16 on a CPU without AVX512-BF16: the same
+// rounding of the operands, at fp32 speed; fp16: no CPU here multiplies fp16).
+enum class gemm_mode { fp32, bf16_native, round_bf16, round_fp16 };
+
 // The kernel instance for an m-row, (16*nv)-column tile, 1 <= m <= MR, 1 <= nv <= 2.
-inline gemm_kernel_fn gemm_kernel_select(std::int64_t m, std::int64_t nv) {
+inline gemm_kernel_fn gemm_kernel_select(std::int64_t m, std::int64_t nv, gemm_mode mode = gemm_mode::fp32) {
+  if (mode == gemm_mode::bf16_native) return nv == 1 ? gemm_kernels::one_bf16[m - 1] : gemm_kernels::two_bf16[m - 1];
   return nv == 1 ? gemm_kernels::one[m - 1] : gemm_kernels::two[m - 1];
 }
 
@@ -225,6 +277,57 @@ inline void gemm_pack_b(bool trans_b, std::int64_t nc, std::int64_t kc, const fl
     const std::int64_t n = std::min<std::int64_t>(gemm_nr, nc - q * gemm_nr), np = (n + 15) / 16 * 16;
     gemm_pack_rows(n, np, kc, B + (j0 + q * gemm_nr) * ldb + p0, ldb, bp + q * gemm_nr * kc);
   }
+}
+
+
+// ---------------------------------------------------------------------- reduced-precision panels
+
+// fp32 -> bf16 by round to nearest even, exactly as bfloat16(float) (dtype.hpp; NaN stays NaN): the bf16 bits in
+// the upper half of each 32-bit lane and zeros below, i.e. the rounded value as an fp32
+inline __m512i gemm_bf16_upper(__m512 x) {
+  const __m512i u = _mm512_castps_si512(x);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i rounded = _mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF)));
+  const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+  const __m512i r = _mm512_mask_or_epi32(rounded, nan, u, _mm512_set1_epi32(0x400000));
+  return _mm512_and_si512(r, _mm512_set1_epi32(int(0xFFFF0000u)));
+}
+
+// A packed panel (kc rows of w floats, row k at d + k*w) rounded in place to bf16 or fp16 values (still fp32)
+inline void gemm_round_panel(gemm_mode mode, float* d, std::int64_t kc, std::int64_t w) {
+  const std::int64_t n = kc * w;
+  for (std::int64_t i = 0; i < n; i += 16) {
+    const __mmask16 m = gemm_tail_mask(n - i);
+    const __m512 x = _mm512_maskz_loadu_ps(m, d + i);
+    const __m512 r = mode == gemm_mode::round_bf16
+                         ? _mm512_castsi512_ps(gemm_bf16_upper(x))
+                         : _mm512_cvtph_ps(_mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    _mm512_mask_storeu_ps(d + i, m, r);
+  }
+}
+
+// A packed panel (kc rows of w floats) converted in place to bf16 pairs: word (p, r) at ((uint32*)d)[p*w + r] holds
+// rows 2p (low half) and 2p+1 (high half; zero past kc) of column r. In place is safe: word row p is written after
+// source rows 2p and 2p+1 are read, and it only overlaps source rows already consumed (p >= 1) or the very chunk of
+// row 0 just read (p = 0).
+inline void gemm_pair_bf16(float* d, std::int64_t kc, std::int64_t w) {
+  auto* out = reinterpret_cast<std::uint32_t*>(d);
+  for (std::int64_t p = 0; 2 * p < kc; ++p) {
+    const float* r0 = d + 2 * p * w;
+    const float* r1 = 2 * p + 1 < kc ? r0 + w : nullptr;
+    for (std::int64_t r = 0; r < w; r += 16) {
+      const __mmask16 m = gemm_tail_mask(w - r);
+      const __m512i lo = _mm512_srli_epi32(gemm_bf16_upper(_mm512_maskz_loadu_ps(m, r0 + r)), 16);
+      const __m512i hi = r1 ? gemm_bf16_upper(_mm512_maskz_loadu_ps(m, r1 + r)) : _mm512_setzero_si512();
+      _mm512_mask_storeu_epi32(out + p * w + r, m, _mm512_or_si512(lo, hi));
+    }
+  }
+}
+
+// Converts a freshly packed panel for the mode (nothing for fp32)
+inline void gemm_finish_panel(gemm_mode mode, float* d, std::int64_t kc, std::int64_t w) {
+  if (mode == gemm_mode::bf16_native) gemm_pair_bf16(d, kc, w);
+  else if (mode != gemm_mode::fp32) gemm_round_panel(mode, d, kc, w);
 }
 
 } // namespace minibert::cpu::detail

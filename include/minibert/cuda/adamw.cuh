@@ -3,7 +3,8 @@
 /* CUDA kernels of the optimizer (llm.c's llmc/adamw.cuh): the fused AdamW update on fp32 master weights in
    cpu/adamw.hpp's (torch's) operation order, with round-to-nearest intrinsics so that nvcc contracts nothing into an
    FMA the CPU does not do; the sum of squares of a gradient (double, deterministic two-pass reduction) that
-   clip_grad_norm adds up over parameters; and the clip itself, whose coefficient is read from device memory. */
+   clip_grad_norm adds up over parameters; the clip itself, whose coefficient is read from device memory; and the
+   unscale-and-check of fp16 loss scaling (torch's _amp_foreach_non_finite_check_and_unscale_ kernel). */
 #ifndef __CUDACC__
 #error "minibert/cuda/adamw.cuh needs nvcc; host code includes <minibert/cuda/backend.hpp>"
 #endif
@@ -76,6 +77,23 @@ __global__ void clip_by_norm_kernel(i64 n, T* __restrict__ x, const double* __re
   for (i64 i = global_thread_index(); i < n; i += global_thread_count()) x[i] = from_float<T>(a * to_float(x[i]));
 }
 
+// g (n) *= inv_scale in the accumulation type, left as it is when inv_scale is 1 (AmpKernels.cu's lambda); a thread
+// that sees an inf or NaN, before or after (as stored in T), writes 1 to *found_inf. Threads race to write the same
+// value, as in torch, so the result is deterministic; nothing ever writes 0. (x - x == 0 is false exactly for inf
+// and NaN, without depending on which isfinite overload nvcc picks.)
+template <class T>
+__global__ void non_finite_check_and_unscale_kernel(i64 n, T* __restrict__ g, acc_t<T> inv_scale,
+                                                    acc_t<T>* __restrict__ found_inf) {
+  using A = acc_t<T>;
+  for (i64 i = global_thread_index(); i < n; i += global_thread_count()) {
+    const A v = to_acc(g[i]);
+    const T out = from_acc<T>(inv_scale == A(1) ? v : v * inv_scale);
+    g[i] = out;
+    const A o = to_acc(out);
+    if (!(v - v == A(0) && o - o == A(0))) *found_inf = A(1);
+  }
+}
+
 } // namespace cuda
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -107,6 +125,12 @@ template <class T> void backend<device::cuda>::sum_squares(ctx_t& ctx, const T* 
 template <class T>
 void backend<device::cuda>::clip_by_norm(ctx_t& ctx, T* x, i64 n, const double* total_sq, double max_norm) {
   cuda::launch_1d(cuda::clip_by_norm_kernel<T>, n, cuda::stream_of(ctx), x, total_sq, max_norm);
+}
+
+/// g (n) *= inv_scale in place; the device scalar *found_inf = 1 when an element is inf or NaN (never cleared)
+template <class T>
+void backend<device::cuda>::non_finite_check_and_unscale(ctx_t& ctx, T* g, i64 n, A<T> inv_scale, A<T>* found_inf) {
+  cuda::launch_1d(cuda::non_finite_check_and_unscale_kernel<T>, n, cuda::stream_of(ctx), g, inv_scale, found_inf);
 }
 
 } // namespace minibert

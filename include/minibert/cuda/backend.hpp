@@ -31,6 +31,9 @@ template <> struct context<device::cuda> {
   context(const context&) = delete;
   context& operator=(const context&) = delete;
 
+  /// the precision of matrix products (precision.hpp; autocast<device::cuda>): bf16 / fp16 run cuBLASLt's
+  /// CUBLAS_COMPUTE_32F_FAST_16BF / _16F on fp32 data (the fallback kernel, when cuBLASLt declines, stays fp32)
+  matmul_precision matmul = matmul_precision::fp32;
   void* stream = nullptr;          ///< cudaStream_t
   void* blaslt = nullptr;          ///< cublasLtHandle_t
   void* workspace = nullptr;       ///< cuBLASLt workspace (device memory)
@@ -154,6 +157,7 @@ template <> struct backend<device::cuda> {
                          const adamw_coefficients<A<T>>& c);
   template <class T> static void sum_squares(ctx_t&, const T* x, i64 n, double* total);
   template <class T> static void clip_by_norm(ctx_t&, T* x, i64 n, const double* total_sq, double max_norm);
+  template <class T> static void non_finite_check_and_unscale(ctx_t&, T* g, i64 n, A<T> inv_scale, A<T>* found_inf);
 
   // optional: the caching allocator's statistics
   static void empty_cache(ctx_t&);

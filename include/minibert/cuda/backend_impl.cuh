@@ -28,7 +28,7 @@
 #include <minibert/cuda/loss.cuh>        // defines: cross_entropy_*, mse_*, bce_with_logits_*
 #include <minibert/cuda/dropout.cuh>     // defines: dropout_forward, dropout_backward
 #include <minibert/cuda/attention.cuh>   // defines: attention_forward, attention_backward
-#include <minibert/cuda/adamw.cuh>       // defines: adamw_step, sum_squares, clip_by_norm
+#include <minibert/cuda/adamw.cuh>       // defines: adamw_step, sum_squares, clip_by_norm, non_finite_check_and_unscale
 
 namespace minibert {
 
@@ -133,7 +133,9 @@ namespace minibert {
   template void MINIBERT_CUDA_B::adamw_step<T>(MINIBERT_CUDA_CTX, acc_t<T>*, T*, const T*, acc_t<T>*, acc_t<T>*,    \
                                                MINIBERT_CUDA_I64, const adamw_coefficients<acc_t<T>>&);             \
   template void MINIBERT_CUDA_B::sum_squares<T>(MINIBERT_CUDA_CTX, const T*, MINIBERT_CUDA_I64, double*);           \
-  template void MINIBERT_CUDA_B::clip_by_norm<T>(MINIBERT_CUDA_CTX, T*, MINIBERT_CUDA_I64, const double*, double);
+  template void MINIBERT_CUDA_B::clip_by_norm<T>(MINIBERT_CUDA_CTX, T*, MINIBERT_CUDA_I64, const double*, double);  \
+  template void MINIBERT_CUDA_B::non_finite_check_and_unscale<T>(MINIBERT_CUDA_CTX, T*, MINIBERT_CUDA_I64,          \
+                                                                 acc_t<T>, acc_t<T>*);
 
 // every member over the floating types
 #define MINIBERT_CUDA_INSTANTIATE_FLOATING(T)                                                                       \

@@ -172,6 +172,15 @@ inline bool lt_declined(cublasStatus_t s) {
   return s == CUBLAS_STATUS_NOT_SUPPORTED || s == CUBLAS_STATUS_INVALID_VALUE;
 }
 
+/// @brief cuBLASLt's compute type: fp32 accumulation; for fp32 data, operands rounded to the context's matmul
+/// precision (bf16, fp16) or TF32 when MINIBERT_ALLOW_TF32=1
+template <class T> cublasComputeType_t fp32_compute_type(matmul_precision p) {
+  if (!std::is_same_v<T, float>) return CUBLAS_COMPUTE_32F;
+  if (p == matmul_precision::bf16) return CUBLAS_COMPUTE_32F_FAST_16BF;
+  if (p == matmul_precision::fp16) return CUBLAS_COMPUTE_32F_FAST_16F;
+  return allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+}
+
 /// @brief g on cuBLASLt (g.K > 0); false when cuBLASLt has no algorithm for it or rejects its layout
 template <class T> bool lt_matmul(context<device::cuda>& ctx, const gemm_args<T>& g) {
   // cuBLASLt has no alignment preference for the bias epilogue and may fault on an unaligned bias: decline it, so
@@ -188,8 +197,7 @@ template <class T> bool lt_matmul(context<device::cuda>& ctx, const gemm_args<T>
   if (ld_la < la_rows || ld_lb < lb_rows || ld_c < g.N) return false;
   if (g.batch > std::numeric_limits<std::int32_t>::max()) return false;
 
-  const cublasComputeType_t compute =
-      std::is_same_v<T, float> && allow_tf32() ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const cublasComputeType_t compute = fp32_compute_type<T>(ctx.matmul);
   lt_matmul_desc op;
   MINIBERT_CUBLAS_CHECK(cublasLtMatmulDescCreate(&op.h, compute, CUDA_R_32F));
   const std::int32_t opa = g.tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = g.ta ? CUBLAS_OP_T : CUBLAS_OP_N;

@@ -7,6 +7,7 @@
 #include <string>  // string
 
 #include <minibert/error.hpp>
+#include <minibert/precision.hpp>
 
 namespace minibert {
 
@@ -49,6 +50,13 @@ struct training_args {
   std::string metric_for_best_model = "loss"; ///< "loss", "accuracy", "f1", ... (with or without "eval_")
   std::int64_t early_stopping_patience = 0;   ///< > 0: stop after this many evaluations without improvement
   int threads = 0;                            ///< 0: all cores
+  bool bf16 = false; ///< mixed precision: matmuls in bf16 with fp32 accumulation (training and evaluation)
+  bool fp16 = false; ///< mixed precision: matmuls on fp16-rounded operands, dynamic loss scaling (GradScaler)
+
+  /// @brief the matmul precision the flags select (autocast's dtype)
+  matmul_precision precision() const {
+    return bf16 ? matmul_precision::bf16 : fp16 ? matmul_precision::fp16 : matmul_precision::fp32;
+  }
 
   /// @throws minibert::error naming the first impossible value
   void validate() const {
@@ -70,6 +78,7 @@ struct training_args {
                    "load_best_model_at_end needs the save strategy to match the eval strategy (as transformers)");
     MINIBERT_CHECK(early_stopping_patience == 0 || eval_strategy != interval_strategy::no, "trainer",
                    "early stopping needs an eval strategy");
+    MINIBERT_CHECK(!(bf16 && fp16), "trainer", "bf16 and fp16 mixed precision exclude each other (choose one)");
   }
 };
 

@@ -35,6 +35,7 @@
 #include <minibert/tokenizer.hpp>
 #include <minibert/training/args.hpp>
 #include <minibert/training/batching.hpp>
+#include <minibert/training/grad_scaler.hpp>
 #include <minibert/training/progress.hpp>
 
 namespace minibert {
@@ -71,7 +72,9 @@ public:
   /// running sum on the device (no host synchronization)
   void train_step(const model_batch<Device>& mb, std::int64_t accumulation_steps);
   /// @brief clip, AdamW step at the schedule's learning rate, schedule step, zero_grad; returns the gradients'
-  /// sum of squares before clipping, on the device (undefined without clipping)
+  /// sum of squares before clipping, on the device (undefined without clipping). With fp16 the gradients are
+  /// unscaled first, and a step whose gradients hold inf/NaN is skipped together with its schedule step (as the
+  /// Trainer does: the logged learning rate then trails the schedule by the number of skipped steps)
   tensor<double, Device> optimizer_step();
 
   const nlohmann::json& log_history() const { return log_history_; }
@@ -120,6 +123,7 @@ private:
   generator gen_;
   std::optional<adamw<T, Device>> opt_;
   std::optional<scheduler> sched_;
+  std::optional<grad_scaler<T, Device>> scaler_; // with fp16: GradScaler's defaults, as the Trainer's accelerator
   nlohmann::json log_history_ = nlohmann::json::array();
   std::int64_t global_step_ = 0, max_steps_ = 0, steps_per_epoch_ = 0, batches_per_epoch_ = 0;
   double num_epochs_ = 0;
@@ -149,6 +153,7 @@ template <class T, class Device> prediction_output trainer<T, Device>::evaluate(
   std::int64_t steps = 0;
   {
     no_grad ng;
+    autocast<Device> mixed(args_.precision());
     generator eval_gen(0); // eval mode: dropout is off and draws nothing
     std::vector<std::size_t> idx;
     for (std::size_t b = 0; b < td.size(); b += std::size_t(args_.eval_batch_size)) {
@@ -249,6 +254,7 @@ template <class T, class Device> void trainer<T, Device>::save_checkpoint(std::i
                     {"last_logged_step", last_logged_step_},
                     {"evals_without_improvement", evals_without_improvement_},
                     {"threads", num_threads()}};
+  if (scaler_) st["minibert"]["scaler"] = scaler_->state();
   atomic_write_bytes(tmp / "trainer_state.json", st.dump(2) + "\n");
   // the directory appears complete or not at all
   fs::remove_all(final_dir);
@@ -288,6 +294,11 @@ template <class T, class Device> void trainer<T, Device>::load_checkpoint(const 
   backend<Device>::fill(current_context<Device>(), loss_since_log_.data(), 1, T(m["loss_since_log"].get<double>()));
   last_logged_step_ = m["last_logged_step"].get<std::int64_t>();
   evals_without_improvement_ = m["evals_without_improvement"].get<std::int64_t>();
+  if (scaler_) {
+    MINIBERT_CHECK(m.contains("scaler"), "trainer", state_file.string() << ": the run uses fp16 but the checkpoint "
+                                                                          "has no loss scaler state (written without --fp16)");
+    scaler_->load_state(m["scaler"]);
+  }
   if (m["threads"].get<int>() != num_threads())
     log_ << "warning: the checkpoint was written with " << m["threads"].get<int>() << " threads and this run uses "
          << num_threads() << ": results will not be bit-identical to an uninterrupted run\n";
@@ -296,17 +307,26 @@ template <class T, class Device> void trainer<T, Device>::load_checkpoint(const 
 
 template <class T, class Device>
 void trainer<T, Device>::train_step(const model_batch<Device>& mb, std::int64_t accumulation_steps) {
+  autocast<Device> mixed(args_.precision()); // forward and backward: the backward's matmuls run at its precision too
   auto loss = model_.loss(model_.forward(mb.inputs, gen_), mb.labels);
   if (accumulation_steps > 1) loss = scale(loss, T(acc_t<T>(1) / acc_t<T>(accumulation_steps)));
-  loss.backward();
+  if (scaler_) loss.backward(scaler_->seed_like(loss)); // scaler.scale(loss).backward()
+  else loss.backward();
   backend<Device>::axpy(current_context<Device>(), T(1), loss.value().data(), loss_since_log_.data(), 1);
 }
 
 template <class T, class Device> tensor<double, Device> trainer<T, Device>::optimizer_step() {
   tensor<double, Device> grad_sq;
+  if (scaler_) scaler_->unscale(*opt_); // accelerate unscales before clipping
   if (args_.max_grad_norm > 0) grad_sq = clip_grad_norm_on_device(model_.parameters(), args_.max_grad_norm);
-  opt_->step(sched_->last_lr());
-  sched_->step();
+  bool ran = true;
+  if (scaler_) {
+    ran = scaler_->step(*opt_, sched_->last_lr());
+    scaler_->update();
+  } else {
+    opt_->step(sched_->last_lr());
+  }
+  if (ran) sched_->step();
   model_.zero_grad();
   ++global_step_;
   return grad_sq;
@@ -345,6 +365,7 @@ template <class T, class Device> nlohmann::json trainer<T, Device>::train(const 
   opt_.emplace(default_param_groups(model_, args_.weight_decay));
   loss_since_log_ = zeros_on<T, Device>({1});
   sched_.emplace(lr_schedule{parse_schedule_kind(args_.lr_scheduler), args_.learning_rate, warmup, max_steps_});
+  if (args_.fp16) scaler_.emplace();
   if (!args_.resume_from_checkpoint.empty()) load_checkpoint(args_.resume_from_checkpoint);
 
   log_ << "***** Running training *****\n"
@@ -352,6 +373,7 @@ template <class T, class Device> nlohmann::json trainer<T, Device>::train(const 
        << "\n  Batch size = " << args_.batch_size << "\n  Gradient Accumulation steps = " << accum
        << "\n  Total optimization steps = " << max_steps_ << "\n  Warmup steps = " << warmup
        << "\n  Number of trainable parameters = " << model_.num_parameters() << "\n  Threads = " << num_threads()
+       << "\n  Mixed precision = " << (args_.bf16 ? "bf16" : args_.fp16 ? "fp16 (dynamic loss scaling)" : "no")
        << "\n" << std::flush;
 
   progress_bar bar("train", max_steps_);
