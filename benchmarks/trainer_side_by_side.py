@@ -8,6 +8,7 @@ train and eval samples/s, wall time, peak RSS and the ratios; writes side_by_sid
 
 usage: benchmarks/trainer_side_by_side.py [--build build] [--threads 2] [--dropout-off] [--output-dir DIR]
                                           [--epochs 3 | --max-steps N] [--skip-hf JSON] [--report-only]
+                                          [--minibert-arg=--bf16 ...] (extra flags for sentiment_trainer only)
 """
 import argparse
 import json
@@ -84,6 +85,8 @@ def main():
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--dropout-off", action="store_true", help="hidden and attention dropout 0 on both sides")
     ap.add_argument("--skip-hf", metavar="JSON", help="reuse the Trainer's result file of an earlier run")
+    ap.add_argument("--minibert-arg", action="append", default=[],
+                    help="a flag for sentiment_trainer only, e.g. --minibert-arg=--bf16 (repeatable)")
     ap.add_argument("--report-only", action="store_true",
                     help="run nothing: rebuild the report from the results already in --output-dir")
     a = ap.parse_args()
@@ -118,10 +121,12 @@ def main():
 
     mb_dir = out / "minibert"
     mb_wall, mb_rss = run_measured([ROOT / a.build / "examples" / "sentiment_trainer", "train", "--model", a.model,
-                                    "--output-dir", mb_dir, "--max-seq-length", 128, "--save-strategy", "no"] + common,
+                                    "--output-dir", mb_dir, "--max-seq-length", 128, "--save-strategy", "no"] + common
+                                   + a.minibert_arg,
                                    dict(os.environ), out / "minibert.log")
     measured = {"cpu": cpu_model(), "threads": a.threads, "gemm_gflops": gemm, "dropout_off": a.dropout_off,
-                "seed": a.seed, "hf": {"wall": hf_wall, "rss_mb": hf_rss}, "minibert": {"wall": mb_wall, "rss_mb": mb_rss}}
+                "seed": a.seed, "hf": {"wall": hf_wall, "rss_mb": hf_rss},
+                "minibert": {"wall": mb_wall, "rss_mb": mb_rss, "args": a.minibert_arg}}
     json.dump(measured, open(out / "measured.json", "w"), indent=2)
     report(out, measured)
 
@@ -137,7 +142,8 @@ def report(out, measured):
     mb_wall, mb_rss = measured["minibert"]["wall"], measured["minibert"]["rss_mb"]
     lines = [f"machine: {measured['cpu']}, {os.cpu_count()} cores, {measured['threads']} threads each; torch GEMM "
              f"{measured['gemm_gflops']:.0f} GFLOP/s; dropout {'off' if measured['dropout_off'] else 'as configured (0.1)'}; "
-             f"seed {measured['seed']}", ""]
+             f"seed {measured['seed']}; minibert flags: {' '.join(measured['minibert'].get('args', [])) or 'none (fp32)'}",
+             ""]
     for who, res in (("transformers Trainer", hf), ("minibert sentiment_trainer", mb)):
         lines += [f"**{who}**", "", "| split | loss | accuracy | precision | recall | F1 | runtime (s) | samples/s |",
                   "|---|---|---|---|---|---|---|---|", metrics_row("validation", res["eval"], "eval"),

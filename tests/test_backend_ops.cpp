@@ -36,6 +36,7 @@ TYPE_TO_STRING_AS("cpu", minibert::device::cpu);
 
 using minibert::generator;
 using minibert::shape;
+using test::bitwise_equal;
 using test::check_ref;
 using test::check_scalar;
 using test::random_ids;
@@ -449,6 +450,36 @@ TEST_CASE_TEMPLATE("backend_ops.activation", D, MINIBERT_TEST_DEVICES) {
       const htensor<T> dout = random_tensor<T>(y.shape(), 82);
       y.backward(up<D>(dout));
       check_ref(down(x.grad()), ref::activation_backward(c.r, to_ref(hx), to_ref(dout)), tag + " backward");
+    }
+  }
+}
+
+// ====================================================================== activation_linear
+
+// linear(act(u)) with act(u) recomputed in the backward: the same backend calls in the same order as the composed
+// ops, so values and gradients must be bitwise those of linear(activate(u)) on every device, and match the reference
+TEST_CASE_TEMPLATE("backend_ops.activation_linear", D, MINIBERT_TEST_DEVICES) {
+  BACKEND_OPS_SKIP_UNLESS_USABLE(D);
+  for (const auto& c : act_cases) {
+    SUBCASE(c.name) {
+      const htensor<T> hu = random_tensor<T>({3, 7, 9}, 91, -4.0, 4.0), hw = random_tensor<T>({5, 9}, 92),
+                       hb = random_tensor<T>({5}, 93), dout = random_tensor<T>({3, 7, 5}, 94);
+      var<D> u(up<D>(hu), true), w(up<D>(hw), true), b(up<D>(hb), true);
+      var<D> y = minibert::activation_linear(u, c.a, w, b);
+      var<D> u2(up<D>(hu), true), w2(up<D>(hw), true), b2(up<D>(hb), true);
+      var<D> y2 = minibert::linear(call(c.a, u2), w2, b2);
+      const std::string tag = std::string("activation_linear ") + c.name + dev<D>();
+      const ref::array ra = ref::activation(c.r, to_ref(hu));
+      check_ref(down(y.value()), ref::linear(ra, to_ref(hw), to_ref(hb)), tag + " forward", 3.0);
+      y.backward(up<D>(dout));
+      y2.backward(up<D>(dout));
+      const ref::grad3 g = ref::linear_backward(ra, to_ref(hw), to_ref(hb), to_ref(dout));
+      check_ref(down(u.grad()), ref::activation_backward(c.r, to_ref(hu), g.d0), tag + " du", 3.0);
+      check_ref(down(w.grad()), g.d1, tag + " dw", 5.0);
+      check_ref(down(b.grad()), g.d2, tag + " db", 5.0);
+      CHECK_MESSAGE(bitwise_equal(down(y.value()), down(y2.value())), tag << ": forward differs from linear(activate)");
+      CHECK_MESSAGE(bitwise_equal(down(u.grad()), down(u2.grad())), tag << ": du differs from linear(activate)'s");
+      CHECK_MESSAGE(bitwise_equal(down(w.grad()), down(w2.grad())), tag << ": dw differs from linear(activate)'s");
     }
   }
 }

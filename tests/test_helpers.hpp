@@ -104,6 +104,11 @@ template <class I> std::vector<std::int64_t> ids_of(const tensor<I>& t) {
   return std::vector<std::int64_t>(v.begin(), v.end());
 }
 /// @brief a tensor's values (any layout) as doubles, row-major
+/// @brief whether two host tensors hold the same values (same shape, element for element)
+template <class T> bool bitwise_equal(const tensor<T>& a, const tensor<T>& b) {
+  return a.shape() == b.shape() && a.to_vector() == b.to_vector();
+}
+
 template <class T> std::vector<double> values(const tensor<T>& t) {
   const std::vector<T> v = t.to_vector();
   return std::vector<double>(v.begin(), v.end());

@@ -336,6 +336,14 @@ TEST_CASE("ops.linear: gradients by finite differences") {
   }
 }
 
+TEST_CASE("ops.activation_linear: gradients by finite differences") {
+  for (const auto act : {minibert::activation::gelu_erf, minibert::activation::gelu_tanh, minibert::activation::tanh}) {
+    check_gradients("activation_linear",
+                    [act](const std::vector<dvar>& x) { return minibert::activation_linear(x[0], act, x[1], x[2]); },
+                    {random_tensor<double>({2, 3, 4}, 66), random_tensor<double>({5, 4}, 67), random_tensor<double>({5}, 68)});
+  }
+}
+
 TEST_CASE_TEMPLATE("ops.linear: shape errors", T, float, double) {
   auto v = [](const shape& s) { return variable<T>(random_tensor<T>(s, 1), true); };
   check_error([&] { (void)minibert::linear(v({3, 4}), v({5, 3}), variable<T>()); },

@@ -15,6 +15,7 @@
 
 using minibert::generator;
 using minibert::shape;
+using test::bitwise_equal;
 using test::check_error;
 using test::check_gradients;
 using test::check_ref;
@@ -39,7 +40,6 @@ std::vector<int> keep_mask(std::uint64_t seed, std::uint64_t base, std::int64_t 
   for (std::int64_t i = 0; i < n; ++i) keep[std::size_t(i)] = generator::uniform_at(seed, base, std::uint64_t(i)) >= p;
   return keep;
 }
-template <class T> bool bitwise_equal(const tensor<T>& a, const tensor<T>& b) { return a.to_vector() == b.to_vector(); }
 } // namespace
 
 // ====================================================================== layer norm

@@ -123,6 +123,13 @@ public:
   variable<T, D> forward(const variable<T, D>& h, const variable<T, D>& residual, generator& gen) const {
     return LayerNorm.forward(dropout(dense.forward(h), p_, this->training(), gen) + residual);
   }
+  /// @brief forward(act(u), residual), the activation fused into the dense layer (recomputed in the backward, not
+  /// saved: activation_linear)
+  variable<T, D> forward_activated(const variable<T, D>& u, activation act, const variable<T, D>& residual,
+                                   generator& gen) const {
+    return LayerNorm.forward(dropout(activation_linear(u, act, dense.weight, dense.bias), p_, this->training(), gen) +
+                             residual);
+  }
   linear_layer<T, D> dense;
   layer_norm_layer<T, D> LayerNorm;
 
@@ -152,6 +159,7 @@ public:
     this->register_module("dense", dense);
   }
   variable<T, D> forward(const variable<T, D>& h) const { return activate(dense.forward(h), act_); }
+  activation act() const { return act_; }
   linear_layer<T, D> dense;
 
 private:
@@ -168,7 +176,8 @@ public:
   }
   variable<T, D> forward(const variable<T, D>& h, const tensor<T, D>& mask, generator& gen) const {
     auto a = attention.forward(h, mask, gen);
-    return output.forward(intermediate.forward(a), a, gen);
+    // output.forward(intermediate.forward(a), a, gen), with the activation's output not kept for the backward
+    return output.forward_activated(intermediate.dense.forward(a), intermediate.act(), a, gen);
   }
   bert_attention<T, D> attention;
   bert_intermediate<T, D> intermediate;

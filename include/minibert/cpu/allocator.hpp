@@ -6,9 +6,10 @@
    Why: glibc serves requests above its mmap threshold (at most 32 MiB) with fresh mmap()s and returns them with
    munmap(), so every training step page-faulted and zeroed each activation again (a bert-base step allocates
    ~10 GB in such blocks; the kernel time showed as a fifth of the process's CPU time). Here a freed large block
-   goes to a free list keyed by size and is handed out again to a request it fits with at most 1/8 waste (the same
-   shapes recur every step, so after the first step nearly every request is a hit). Blocks are 2 MiB-aligned and
-   marked MADV_HUGEPAGE (fewer faults and TLB misses where transparent huge pages are in madvise mode).
+   goes to a free list keyed by size (rounded up to 64 KiB) and is handed out again to a request it fits with at most
+   1/8 waste (the same shapes recur every step, so after the first step nearly every request is an exact hit).
+   Blocks start 2 MiB-aligned and are marked MADV_HUGEPAGE (fewer faults and TLB misses where transparent huge pages
+   are in madvise mode).
 
    Bounds: the free list holds at most as many bytes as the peak of live large blocks (so the process never
    reserves more than twice its peak); past that, cached blocks are released, largest first. empty_cache()
@@ -17,7 +18,7 @@
 
 #include <cstddef>       // size_t
 #include <cstdint>       // uintptr_t
-#include <cstdlib>       // aligned_alloc, free, getenv
+#include <cstdlib>       // aligned_alloc, posix_memalign, free, getenv
 #include <cstring>       // strcmp
 #include <iterator>      // prev
 #include <map>           // multimap (free list)
@@ -34,7 +35,8 @@ class host_allocator {
 public:
   static constexpr std::size_t small_alignment = 64;                  // one cache line; full AVX-512 vectors
   static constexpr std::size_t large_threshold = std::size_t(1) << 20; // from here on: cached
-  static constexpr std::size_t granule = std::size_t(1) << 21;         // large sizes round up to 2 MiB
+  static constexpr std::size_t alignment = std::size_t(1) << 21;       // large blocks start on a huge page
+  static constexpr std::size_t granule = std::size_t(1) << 16;         // and their sizes round up to 64 KiB
 
   /// @brief the process-wide instance (never destroyed: tensors in static storage may outlive main)
   static host_allocator& instance() {
@@ -58,7 +60,7 @@ public:
 
   void deallocate(void* p) noexcept {
     if (!p) return;
-    if (caching_ && reinterpret_cast<std::uintptr_t>(p) % granule == 0) {
+    if (caching_ && reinterpret_cast<std::uintptr_t>(p) % alignment == 0) {
       std::lock_guard<std::mutex> lock(mutex_);
       const auto it = live_.find(p);
       if (it != live_.end()) {
@@ -111,6 +113,11 @@ private:
     return p;
   }
 
+  static void* system_memalign(std::size_t size) {
+    void* p = nullptr;
+    return posix_memalign(&p, alignment, size) == 0 ? p : nullptr;
+  }
+
   // the smallest cached block of at least size bytes, if it wastes at most 1/8 of it (size becomes its size)
   void* take_cached(std::size_t& size) {
     const auto it = free_.lower_bound(size);
@@ -123,10 +130,12 @@ private:
   }
 
   void* allocate_new(std::size_t size) {
-    void* p = std::aligned_alloc(granule, size);
+    // posix_memalign takes any size (aligned_alloc may want a multiple of the alignment, which would make the last
+    // huge page a whole one): past `size` the mapping ends, so the tail is 4 KiB pages, not another 2 MiB
+    void* p = system_memalign(size);
     if (!p && cached_bytes_ > 0) { // out of memory: give the cache back and retry once
       trim_to(0);
-      p = std::aligned_alloc(granule, size);
+      p = system_memalign(size);
     }
     if (!p) throw std::bad_alloc();
 #if defined(__linux__) && defined(MADV_HUGEPAGE)

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-/* Differentiable matrix products: batched matmul with optional transposes, and the fused linear layer
-   (x W^T + b, weights stored (out,in) as torch.nn.Linear stores them). */
+/* Differentiable matrix products: batched matmul with optional transposes, the fused linear layer
+   (x W^T + b, weights stored (out,in) as torch.nn.Linear stores them), and activation_linear (a linear layer over
+   an activation that is recomputed in the backward instead of saved). */
 
 #include <minibert/autograd.hpp>
 #include <minibert/backend.hpp>
@@ -110,6 +111,58 @@ variable<T, D> linear(const variable<T, D>& x, const variable<T, D>& weight, con
       }
       backend<D>::linear_backward(ctx, gc.data(), xc.data(), w.data(), dx.data(), dw.data(), db.data(), N, K, C);
       if (self.needs(0)) self.accumulate(0, std::move(dx));
+      if (self.needs(1)) self.accumulate(1, std::move(dw));
+      if (self.needs(2)) self.accumulate(2, std::move(db));
+    };
+  });
+}
+
+/// @brief linear(act(u), weight, bias), the same values and gradients, without saving act(u): the backward
+/// recomputes it from u (which this node saves instead). BERT's FFN-down layer: the GELU's input and output are both
+/// (B,T,4C), the largest activations of a layer, and only one of them is kept (-50 MB per bert-base layer at
+/// B*T = 4096), for one more activation pass in the backward.
+/// @throws minibert::error as linear() does
+template <class T, class D>
+variable<T, D> activation_linear(const variable<T, D>& u, activation act, const variable<T, D>& weight,
+                                 const variable<T, D>& bias) {
+  MINIBERT_CHECK(weight.rank() == 2, "activation_linear", "weight " << weight.shape() << " must be (out, in)");
+  const std::int64_t C = weight.size(0), K = weight.size(1);
+  MINIBERT_CHECK(u.rank() >= 1 && u.size(-1) == K, "activation_linear",
+                 "input " << u.shape() << " x weight " << weight.shape() << "^T: inner dims " << u.size(-1) << " != " << K);
+  if (bias.defined())
+    MINIBERT_CHECK(bias.rank() == 1 && bias.size(0) == C, "activation_linear",
+                   "bias " << bias.shape() << " for weight " << weight.shape());
+  const tensor<T, D> uc = contiguous(u.value()), w = contiguous(weight.value());
+  const std::int64_t N = uc.numel() / K;
+  auto activated = [act, uc] { // act(u), a temporary
+    tensor<T, D> a = tensor<T, D>::empty(uc.shape());
+    backend<D>::activation_forward(current_context<D>(), act, uc.data(), a.data(), a.numel());
+    return a;
+  };
+  shape so = u.shape();
+  so[so.rank() - 1] = C;
+  tensor<T, D> out = tensor<T, D>::empty(so);
+  backend<D>::linear_forward(current_context<D>(), activated().data(), w.data(),
+                             bias.defined() ? contiguous(bias.value()).data() : (const T*)nullptr, out.data(), N, K, C);
+  return make_result(std::move(out), "activation_linear", {&u, &weight, &bias}, [=] {
+    return [=](const tensor<T, D>& g, node<T, D>& self) {
+      auto& ctx = current_context<D>();
+      const tensor<T, D> gc = contiguous(g), a = activated();
+      tensor<T, D> da = tensor<T, D>::empty(uc.shape()), dw, db;
+      if (self.needs(1)) {
+        dw = tensor<T, D>::empty(w.shape());
+        backend<D>::fill(ctx, dw.data(), dw.numel(), T(0));
+      }
+      if (self.needs(2)) {
+        db = tensor<T, D>::empty({C});
+        backend<D>::fill(ctx, db.data(), C, T(0));
+      }
+      backend<D>::linear_backward(ctx, gc.data(), a.data(), w.data(), da.data(), dw.data(), db.data(), N, K, C);
+      if (self.needs(0)) {
+        tensor<T, D> du = tensor<T, D>::empty(uc.shape());
+        backend<D>::activation_backward(ctx, act, uc.data(), da.data(), du.data(), du.numel());
+        self.accumulate(0, std::move(du));
+      }
       if (self.needs(1)) self.accumulate(1, std::move(dw));
       if (self.needs(2)) self.accumulate(2, std::move(db));
     };
