@@ -15,6 +15,8 @@
 #include <minibert/cuda/backend.hpp>
 #endif
 
+#include "bert_bench_inputs.hpp"
+
 #include <sys/resource.h> // getrusage
 
 #include <cstdlib>
@@ -23,21 +25,6 @@
 using namespace minibert;
 
 namespace {
-bert_config base_config() {
-  bert_config c; // transformers' defaults are bert-base: 12 layers, hidden 768, 12 heads, intermediate 3072
-  c.id2label = {"negative", "positive"};
-  return c;
-}
-bert_inputs<device::cpu> random_batch(std::int64_t B, std::int64_t T, std::int64_t V) {
-  std::vector<std::int32_t> ids(B * T), mask(B * T, 1);
-  std::uint64_t s = 12345;
-  for (auto& x : ids) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    x = std::int32_t(1000 + (s >> 33) % std::uint64_t(V - 1000));
-  }
-  return {tensor<std::int32_t>::from(ids, {B, T}), tensor<std::int32_t>::from(mask, {B, T}), {},
-          default_position_ids<device::cpu>(B, T)};
-}
 double peak_rss_mb() {
   rusage u{};
   getrusage(RUSAGE_SELF, &u);
@@ -49,12 +36,12 @@ double peak_rss_mb() {
 // asynchronous queue is timed to completion
 template <class D, matmul_precision P = matmul_precision::fp32> void bert_inference(benchmark::State& state) {
   const std::int64_t B = state.range(0), T = state.range(1);
-  const bert_config c = base_config();
+  const bert_config c = bench::bert_base_config();
   bert_for_sequence_classification<float, D> model(c);
   generator gen(0);
   model.init_weights(gen);
   model.eval();
-  const auto in = to_device<D>(model_batch<>{random_batch(B, T, c.vocab_size), {}, B}).inputs;
+  const auto in = to_device<D>(model_batch<>{bench::random_batch(B, T, c.vocab_size), {}, B}).inputs;
   autocast<D> mixed(P);
   for (auto _ : state) {
     no_grad ng;
@@ -68,14 +55,14 @@ template <class D, matmul_precision P = matmul_precision::fp32> void bert_infere
 /// forward + backward in train mode (dropout 0.1), gradients zeroed each step (as bench_bert_torch.py)
 template <class D, matmul_precision P = matmul_precision::fp32> void bert_train_step(benchmark::State& state) {
   const std::int64_t B = state.range(0), T = state.range(1);
-  const bert_config c = base_config();
+  const bert_config c = bench::bert_base_config();
   bert_for_sequence_classification<float, D> model(c);
   generator gen(0);
   model.init_weights(gen);
   model.train();
   std::vector<std::int32_t> y(B);
   for (std::int64_t i = 0; i < B; ++i) y[i] = std::int32_t(i % 2);
-  const model_batch<D> mb = to_device<D>(model_batch<>{random_batch(B, T, c.vocab_size), tensor<std::int32_t>::from(y, {B}), B});
+  const model_batch<D> mb = to_device<D>(model_batch<>{bench::random_batch(B, T, c.vocab_size), tensor<std::int32_t>::from(y, {B}), B});
   autocast<D> mixed(P);
   for (auto _ : state) {
     model.zero_grad();

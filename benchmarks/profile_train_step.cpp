@@ -10,6 +10,8 @@
 #include <minibert/optimizer.hpp>
 #include <minibert/profiler.hpp>
 
+#include "bert_bench_inputs.hpp"
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -50,16 +52,6 @@ options parse(int argc, char** argv) {
   return o;
 }
 
-bert_inputs<device::cpu> random_batch(std::int64_t B, std::int64_t T, std::int64_t V) {
-  std::vector<std::int32_t> ids(B * T), mask(B * T, 1);
-  std::uint64_t s = 12345;
-  for (auto& x : ids) {
-    s = s * 6364136223846793005ull + 1442695040888963407ull;
-    x = std::int32_t(1000 + (s >> 33) % std::uint64_t(V - 1000));
-  }
-  return {tensor<std::int32_t>::from(ids, {B, T}), tensor<std::int32_t>::from(mask, {B, T}), {},
-          default_position_ids<device::cpu>(B, T)};
-}
 
 using rows = std::vector<std::pair<std::string, profiler::row>>;
 rows sorted_by_time(const std::map<std::string, profiler::row>& m) {
@@ -92,9 +84,8 @@ void print_tables(const profiler::recorder& rec, int steps, double step_seconds)
 
 int main(int argc, char** argv) try {
   const options o = parse(argc, argv);
-  bert_config c; // bert-base
+  bert_config c = bench::bert_base_config();
   c.num_hidden_layers = o.layers;
-  c.id2label = {"negative", "positive"};
   bert_for_sequence_classification<float> model(c);
   generator gen(0);
   model.init_weights(gen);
@@ -102,7 +93,7 @@ int main(int argc, char** argv) try {
   adamw<float> opt(default_param_groups(model, 0.01));
   std::vector<std::int32_t> y(o.batch);
   for (std::int64_t i = 0; i < o.batch; ++i) y[i] = std::int32_t(i % 2);
-  const auto inputs = random_batch(o.batch, o.seq, c.vocab_size);
+  const auto inputs = bench::random_batch(o.batch, o.seq, c.vocab_size);
   const auto labels = tensor<std::int32_t>::from(y, {o.batch});
 
   double forward_s = 0, backward_s = 0, optimizer_s = 0;

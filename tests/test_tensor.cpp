@@ -327,3 +327,33 @@ TEST_CASE_TEMPLATE("tensor: contiguous and clone", T, float, double) {
     CHECK(test::values(v) == std::vector<double>{12, 13, 14, 15});
   }
 }
+
+TEST_CASE("host caching allocator: large blocks are reused by size class, and the reservation stays bounded") {
+  auto& a = minibert::cpu::host_allocator::instance();
+  if (!a.caching()) {
+    MESSAGE("[minibert-skip] the host allocator does not cache in this build (AddressSanitizer or MINIBERT_CPU_CACHING=0)");
+    return;
+  }
+  a.empty_cache();
+  const std::size_t mb = std::size_t(1) << 20;
+  void* p = a.allocate(12 * mb + 100);
+  a.deallocate(p);
+  CHECK(a.cached_bytes() >= 12 * mb);
+  void* q = a.allocate(12 * mb + 5000); // the same size class: the cached block comes back
+  CHECK(q == p);
+  a.deallocate(q);
+  void* r = a.allocate(12 * mb - 200000); // a shorter batch, one class lower: the next class's block is taken
+  CHECK(r == p);
+  a.deallocate(r);
+  // a request far from every cached size: the cache is trimmed first, so live + cached stays within 9/8 of the peak
+  // of live bytes (160 MB here; this process has had no larger one)
+  std::vector<void*> big;
+  for (int i = 0; i < 4; ++i) big.push_back(a.allocate(40 * mb));
+  const std::size_t peak = a.live_bytes();
+  for (void* b : big) a.deallocate(b);
+  void* other = a.allocate(150 * mb);
+  CHECK(a.live_bytes() + a.cached_bytes() <= peak + peak / 8); // without the trim: 160 cached + 152 live
+  a.deallocate(other);
+  a.empty_cache();
+  CHECK(a.cached_bytes() == 0);
+}

@@ -56,8 +56,8 @@ inline bool& bf16_kernel_enabled() {
 
 inline void warn_bf16_emulated() {
   static const bool once = [] {
-    std::fprintf(stderr, "minibert: this CPU has no AVX512-BF16: bf16 matmuls round their operands to bf16 and run "
-                         "at fp32 speed\n");
+    std::fprintf(stderr, "minibert: no AVX512-BF16 kernel for this CPU or this build: bf16 matmuls round their "
+                         "operands to bf16 and run at fp32 speed\n");
     return true;
   }();
   (void)once;
@@ -101,6 +101,7 @@ void gemm(bool trans_a, bool trans_b, std::int64_t M, std::int64_t N, std::int64
   }
 #endif
   if (precision != matmul_precision::fp32) { // round copies of the operands, then the fp32 product
+    if (precision == matmul_precision::bf16) warn_bf16_emulated();
     const std::int64_t ar = trans_a ? K : M, ac = trans_a ? M : K, br = trans_b ? N : K, bc = trans_b ? K : N;
     const std::vector<T> ra = rounded_copy(precision, A, ar, ac, lda), rb = rounded_copy(precision, B, br, bc, ldb);
     gemm(trans_a, trans_b, M, N, K, alpha, ra.data(), ac, rb.data(), bc, beta, C, ldc);

@@ -76,6 +76,26 @@ variable<T, D> matmul(const variable<T, D>& a, const variable<T, D>& b, bool tra
   });
 }
 
+namespace detail {
+/// @brief the backward of a linear node (inputs: x, weight, bias) given its input x (N,K) and weight w (C,K): the
+/// weight and bias gradients are accumulated into inputs 1 and 2 (when they need them); returns dx (N,K) when
+/// want_dx, else an undefined tensor
+template <class T, class D>
+tensor<T, D> linear_node_backward(node<T, D>& self, const tensor<T, D>& dout, const tensor<T, D>& x,
+                                  const tensor<T, D>& w, bool want_dx) {
+  auto& ctx = current_context<D>();
+  const std::int64_t C = w.size(0), K = w.size(1), N = x.numel() / K;
+  tensor<T, D> dx, dw, db;
+  if (want_dx) dx = tensor<T, D>::empty(x.shape());
+  if (self.needs(1)) dw = zeros_on<T, D>(w.shape());
+  if (self.needs(2)) db = zeros_on<T, D>({C});
+  backend<D>::linear_backward(ctx, dout.data(), x.data(), w.data(), dx.data(), dw.data(), db.data(), N, K, C);
+  if (self.needs(1)) self.accumulate(1, std::move(dw));
+  if (self.needs(2)) self.accumulate(2, std::move(db));
+  return dx;
+}
+} // namespace detail
+
 /// @brief x (...,K) W^T + b: weight (C,K) as torch.nn.Linear stores it, bias (C) or undefined -> (...,C)
 /// @throws minibert::error if x's last dim is not K or the bias is not (C)
 template <class T, class D>
@@ -97,22 +117,8 @@ variable<T, D> linear(const variable<T, D>& x, const variable<T, D>& weight, con
                              N, K, C);
   return make_result(std::move(out), "linear", {&x, &weight, &bias}, [=] {
     return [=](const tensor<T, D>& g, node<T, D>& self) {
-      auto& ctx = current_context<D>();
-      const tensor<T, D> gc = contiguous(g);
-      tensor<T, D> dx, dw, db;
-      if (self.needs(0)) dx = tensor<T, D>::empty(xc.shape());
-      if (self.needs(1)) {
-        dw = tensor<T, D>::empty(w.shape());
-        backend<D>::fill(ctx, dw.data(), dw.numel(), T(0));
-      }
-      if (self.needs(2)) {
-        db = tensor<T, D>::empty({C});
-        backend<D>::fill(ctx, db.data(), C, T(0));
-      }
-      backend<D>::linear_backward(ctx, gc.data(), xc.data(), w.data(), dx.data(), dw.data(), db.data(), N, K, C);
+      tensor<T, D> dx = detail::linear_node_backward(self, contiguous(g), xc, w, self.needs(0));
       if (self.needs(0)) self.accumulate(0, std::move(dx));
-      if (self.needs(1)) self.accumulate(1, std::move(dw));
-      if (self.needs(2)) self.accumulate(2, std::move(db));
     };
   });
 }
@@ -146,25 +152,12 @@ variable<T, D> activation_linear(const variable<T, D>& u, activation act, const 
                              bias.defined() ? contiguous(bias.value()).data() : (const T*)nullptr, out.data(), N, K, C);
   return make_result(std::move(out), "activation_linear", {&u, &weight, &bias}, [=] {
     return [=](const tensor<T, D>& g, node<T, D>& self) {
-      auto& ctx = current_context<D>();
-      const tensor<T, D> gc = contiguous(g), a = activated();
-      tensor<T, D> da = tensor<T, D>::empty(uc.shape()), dw, db;
-      if (self.needs(1)) {
-        dw = tensor<T, D>::empty(w.shape());
-        backend<D>::fill(ctx, dw.data(), dw.numel(), T(0));
-      }
-      if (self.needs(2)) {
-        db = tensor<T, D>::empty({C});
-        backend<D>::fill(ctx, db.data(), C, T(0));
-      }
-      backend<D>::linear_backward(ctx, gc.data(), a.data(), w.data(), da.data(), dw.data(), db.data(), N, K, C);
+      const tensor<T, D> da = detail::linear_node_backward(self, contiguous(g), activated(), w, self.needs(0));
       if (self.needs(0)) {
         tensor<T, D> du = tensor<T, D>::empty(uc.shape());
-        backend<D>::activation_backward(ctx, act, uc.data(), da.data(), du.data(), du.numel());
+        backend<D>::activation_backward(current_context<D>(), act, uc.data(), da.data(), du.data(), du.numel());
         self.accumulate(0, std::move(du));
       }
-      if (self.needs(1)) self.accumulate(1, std::move(dw));
-      if (self.needs(2)) self.accumulate(2, std::move(db));
     };
   });
 }
