@@ -134,6 +134,18 @@ struct dims {
   i64 M, N, K, pad;
 };
 
+// f(problem) for every shape in all four transpose combinations, the shape captured for failure messages
+template <std::size_t S, class F> void for_each_problem(const dims (&shapes)[S], F&& f) {
+  for (const dims& d : shapes)
+    for (int ta = 0; ta < 2; ++ta)
+      for (int tb = 0; tb < 2; ++tb) {
+        CAPTURE(d.M);
+        CAPTURE(d.N);
+        CAPTURE(d.K);
+        f(problem{ta != 0, tb != 0, d.M, d.N, d.K, d.pad});
+      }
+}
+
 // A product at a reduced matmul precision: C must be the fp32-accumulated product of the operands rounded to that
 // precision (reference: a double loop over the rounded operands, fp32's tolerance), and must differ from the
 // unrounded product by more than that tolerance somewhere (so the rounding really happened). Returns the largest
@@ -169,14 +181,7 @@ TEST_CASE_TEMPLATE("gemm: 4 transposes x alpha {1, 0.125} x beta {0, 1, 0.5} aga
   const dims shapes[] = {{1, 1, 1, 0}, {17, 33, 5, 3}, {63, 65, 129, 1}, {128, 128, 64, 2 * 128 + 64},
                          {300, 200, 770, 5}};
   std::uint64_t seed = 1;
-  for (const dims& d : shapes)
-    for (int ta = 0; ta < 2; ++ta)
-      for (int tb = 0; tb < 2; ++tb) {
-        CAPTURE(d.M);
-        CAPTURE(d.N);
-        CAPTURE(d.K);
-        check_problem<T>(problem{ta != 0, tb != 0, d.M, d.N, d.K, d.pad}, seed += 3);
-      }
+  for_each_problem(shapes, [&](const problem& p) { check_problem<T>(p, seed += 3); });
 }
 
 TEST_CASE("gemm: fp32 B larger than one packed block (split along N, K or both), K = 0 and empty shapes") {
@@ -305,15 +310,9 @@ TEST_CASE("gemm: bf16 and fp16 precision multiply the rounded operands with fp32
     minibert::cpu::detail::bf16_kernel_enabled() = m.bf16_kernel;
     std::uint64_t seed = 100;
     double worst_from_exact = 0;
-    for (const dims& d : shapes)
-      for (int ta = 0; ta < 2; ++ta)
-        for (int tb = 0; tb < 2; ++tb) {
-          CAPTURE(d.M);
-          CAPTURE(d.N);
-          CAPTURE(d.K);
-          worst_from_exact = std::max(
-              worst_from_exact, check_reduced_precision(problem{ta != 0, tb != 0, d.M, d.N, d.K, d.pad}, m.prec, seed += 3));
-        }
+    for_each_problem(shapes, [&](const problem& p) {
+      worst_from_exact = std::max(worst_from_exact, check_reduced_precision(p, m.prec, seed += 3));
+    });
     // operands in [-1, 1) rounded to 8 (bf16) or 11 (fp16) significant bits move products by up to ~2^-8 / 2^-11
     // of the terms' magnitude: far beyond fp32's 1e-5
     CHECK_MESSAGE(worst_from_exact > 1e-4, m.name << ": the result is the unrounded product (rounding skipped?)");

@@ -77,13 +77,18 @@ std::string train_args(const fs::path& out, const std::string& extra) {
          " --output-dir " + out.string() + " --learning-rate 1e-3 --warmup-steps 3 --batch-size 16 --threads 2 " + extra;
 }
 
+// `train` into a fresh output directory (whatever an earlier run left there removed first)
+result train_into(const fs::path& out, const std::string& extra) {
+  fs::remove_all(out);
+  return run(train_args(out, extra));
+}
+
 } // namespace
 
 TEST_CASE("train writes the Hugging Face layout, transformers' metric files and the report, and predict and evaluate use it") {
   const fs::path out = work / "run";
-  fs::remove_all(out);
-  const result r = run(train_args(out, "--max-steps 12 --logging-steps 4 --eval-strategy steps --eval-steps 6 "
-                                       "--save-strategy steps --save-steps 6 --save-total-limit 1"));
+  const result r = train_into(out, "--max-steps 12 --logging-steps 4 --eval-strategy steps --eval-steps 6 "
+                                       "--save-strategy steps --save-steps 6 --save-total-limit 1");
   INFO(r.out);
   REQUIRE(r.code == 0);
   CHECK(r.out.find("NOT pretrained") != std::string::npos);
@@ -230,8 +235,7 @@ TEST_CASE("malformed data and bad values fail with the file and line, and exit c
 
 TEST_CASE("a hub id resolves through the local Hugging Face cache, early stopping and best-model reloading") {
   const fs::path out = work / "hub_source";
-  fs::remove_all(out);
-  REQUIRE(run(train_args(out, "--max-steps 2 --eval-strategy no --save-strategy no")).code == 0);
+  REQUIRE(train_into(out, "--max-steps 2 --eval-strategy no --save-strategy no").code == 0);
   // huggingface_hub's cache layout: models--org--name/refs/main -> snapshots/<revision>/
   const fs::path cache = work / "hf_home" / "hub" / "models--acme--tiny-sst2";
   fs::remove_all(work / "hf_home");
@@ -253,9 +257,8 @@ TEST_CASE("a hub id resolves through the local Hugging Face cache, early stoppin
 
   // learning rate 0: the eval loss never improves, so patience 1 stops at the second evaluation
   const fs::path es = work / "early";
-  fs::remove_all(es);
-  const result r = run(train_args(es, "--max-steps 20 --learning-rate 0 --warmup-steps 0 --eval-strategy steps "
-                                      "--eval-steps 2 --save-strategy no --early-stopping-patience 1"));
+  const result r = train_into(es, "--max-steps 20 --learning-rate 0 --warmup-steps 0 --eval-strategy steps "
+                                      "--eval-steps 2 --save-strategy no --early-stopping-patience 1");
   INFO(r.out);
   REQUIRE(r.code == 0);
   CHECK(r.out.find("Early stopping") != std::string::npos);
@@ -263,9 +266,8 @@ TEST_CASE("a hub id resolves through the local Hugging Face cache, early stoppin
 
   // the final model is the best checkpoint's
   const fs::path best = work / "best";
-  fs::remove_all(best);
-  const result rb = run(train_args(best, "--max-steps 12 --eval-strategy steps --eval-steps 4 --save-strategy steps "
-                                         "--save-steps 4 --load-best-model-at-end --metric-for-best-model loss"));
+  const result rb = train_into(best, "--max-steps 12 --eval-strategy steps --eval-steps 4 --save-strategy steps "
+                                         "--save-steps 4 --load-best-model-at-end --metric-for-best-model loss");
   INFO(rb.out);
   REQUIRE(rb.code == 0);
   const auto st = nlohmann::json::parse(read_file(best / "trainer_state.json"));
@@ -279,8 +281,7 @@ TEST_CASE("a hub id resolves through the local Hugging Face cache, early stoppin
 TEST_CASE("--bf16 and --fp16: train, evaluate and predict run mixed precision, both at once are refused") {
   const fs::path input = sst2_slice("test.tsv", "test.tsv", 60);
   const fs::path bf = work / "run_bf16";
-  fs::remove_all(bf);
-  const result r = run(train_args(bf, "--max-steps 6 --logging-steps 3 --eval-strategy no --bf16"));
+  const result r = train_into(bf, "--max-steps 6 --logging-steps 3 --eval-strategy no --bf16");
   INFO(r.out);
   REQUIRE(r.code == 0);
   CHECK(r.out.find("Mixed precision = bf16") != std::string::npos);
@@ -301,9 +302,8 @@ TEST_CASE("--bf16 and --fp16: train, evaluate and predict run mixed precision, b
 
   // fp16: GradScaler's state travels in the checkpoint's trainer_state.json
   const fs::path fp = work / "run_fp16";
-  fs::remove_all(fp);
-  const result f = run(train_args(fp, "--max-steps 4 --logging-steps 2 --eval-strategy no --save-strategy steps "
-                                      "--save-steps 4 --fp16"));
+  const result f = train_into(fp, "--max-steps 4 --logging-steps 2 --eval-strategy no --save-strategy steps "
+                                      "--save-steps 4 --fp16");
   INFO(f.out);
   REQUIRE(f.code == 0);
   CHECK(f.out.find("Mixed precision = fp16") != std::string::npos);
@@ -312,7 +312,7 @@ TEST_CASE("--bf16 and --fp16: train, evaluate and predict run mixed precision, b
   const double scale = st["minibert"]["scaler"]["scale"].get<double>();
   CHECK(scale <= 65536.0);
   CHECK(scale == std::exp2(std::round(std::log2(scale)))); // 2^16 halved per skipped step
-  const result both = run(train_args(work / "run_both", "--max-steps 2 --bf16 --fp16"));
+  const result both = train_into(work / "run_both", "--max-steps 2 --bf16 --fp16");
   CHECK(both.code != 0);
   CHECK(both.out.find("exclude each other") != std::string::npos);
 }
