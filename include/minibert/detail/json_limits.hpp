@@ -2,11 +2,17 @@
 #pragma once
 /* parse_json_limited: the one way minibert parses JSON from a file. It refuses nesting deeper than json_max_depth
    (256 levels) while parsing, so no deep value is ever built (nlohmann's copy and dump() recurse and would overflow
-   the stack on ~100k levels), and turns every nlohmann exception into a minibert::error naming the file. */
+   the stack on ~100k levels), optionally refuses duplicate keys, and turns every nlohmann exception into a
+   minibert::error naming the file. Linear time: a SAX handler around nlohmann's DOM builder. */
 
 #include <cstddef>     // size_t
+#include <functional>  // function
+#include <stdexcept>   // runtime_error
 #include <string>      // string
 #include <string_view> // string_view
+#include <unordered_set> // keys of an open object
+#include <utility>     // move
+#include <vector>      // vector
 
 #include <nlohmann/json.hpp>
 
@@ -35,27 +41,88 @@ inline std::string json_line_and_column(std::string_view text, std::size_t byte)
   return "line " + std::to_string(line) + ", column " + std::to_string(col);
 }
 
-/// @brief parses `text` with a nesting limit; `also` (optional) sees every parse event after the depth check
+/// Called when a key repeats within one JSON object: (nesting depth of that object, 1 for the top level; the key).
+/// It throws to refuse the file; without one, nlohmann's rule applies (the last value wins).
+using json_duplicate_key_handler = std::function<void(std::size_t, const std::string&)>;
+
+/// The DOM builder of nlohmann's plain parser, plus the nesting limit and the duplicate-key check. (nlohmann's
+/// callback parser would do both, but scans the enclosing container each time an object ends: quadratic in the
+/// length of an array of objects, hours for a tokenizer.json with a million added tokens.)
+template <class Json> class limited_dom_builder {
+public:
+  using number_integer_t = typename Json::number_integer_t;
+  using number_unsigned_t = typename Json::number_unsigned_t;
+  using number_float_t = typename Json::number_float_t;
+  using string_t = typename Json::string_t;
+  using binary_t = typename Json::binary_t;
+
+  limited_dom_builder(Json& root, std::string where_prefix, const json_duplicate_key_handler& on_duplicate)
+      : dom_(root), where_(std::move(where_prefix)), on_duplicate_(on_duplicate) {}
+
+  bool null() { return dom_.null(); }
+  bool boolean(bool v) { return dom_.boolean(v); }
+  bool number_integer(number_integer_t v) { return dom_.number_integer(v); }
+  bool number_unsigned(number_unsigned_t v) { return dom_.number_unsigned(v); }
+  bool number_float(number_float_t v, const string_t& s) { return dom_.number_float(v, s); }
+  bool string(string_t& v) { return dom_.string(v); }
+  bool binary(binary_t& v) { return dom_.binary(v); }
+  bool start_object(std::size_t n) {
+    enter();
+    if (on_duplicate_) keys_.emplace_back();
+    return dom_.start_object(n);
+  }
+  bool key(string_t& k) {
+    if (on_duplicate_ && !keys_.back().insert(k).second) on_duplicate_(keys_.size(), k);
+    return dom_.key(k);
+  }
+  bool end_object() {
+    --open_;
+    if (on_duplicate_) keys_.pop_back();
+    return dom_.end_object();
+  }
+  bool start_array(std::size_t n) {
+    enter();
+    return dom_.start_array(n);
+  }
+  bool end_array() {
+    --open_;
+    return dom_.end_array();
+  }
+  template <class Exception> bool parse_error(std::size_t at, const std::string& token, const Exception& e) {
+    return dom_.parse_error(at, token, e); // throws e
+  }
+
+private:
+  void enter() {
+    if (open_ >= json_max_depth)
+      throw std::runtime_error(where_ + ": JSON nested deeper than " + std::to_string(json_max_depth) +
+                               " levels (minibert's limit; real files nest fewer than 10)");
+    ++open_;
+  }
+
+  nlohmann::detail::json_sax_dom_parser<Json> dom_;
+  std::string where_;
+  const json_duplicate_key_handler& on_duplicate_;
+  std::vector<std::unordered_set<std::string>> keys_; // of each open object, when duplicates are checked
+  int open_ = 0;
+};
+
+/// @brief parses `text` with a nesting limit (and, given `on_duplicate`, a duplicate-key check)
 /// @param op    minibert::error's op ("bert_config", "tokenizer", ...)
 /// @param where the file, or "file:line" for one JSONL line; every message starts with it
 /// @param what  what a syntax error is called ("not valid JSON", "malformed JSON", ...)
 /// @throws minibert::error(op, "<where>: JSON nested deeper than 256 levels ...") past json_max_depth;
 ///   error(op, "<where>: <what> at line L, column C: parse error ...") for a syntax error; and
-///   error(op, "<where>: <what>: ...") for any other nlohmann exception (a number that overflows a double: 1e999)
+///   error(op, "<where>: <what>: ...") for any other nlohmann exception (a number that overflows a double: 1e999);
+///   whatever `on_duplicate` throws
 template <class Json = nlohmann::json>
 Json parse_json_limited(std::string_view text, const std::string& op, const std::string& where,
                         const std::string& what = "not valid JSON",
-                        const typename Json::parser_callback_t& also = nullptr) {
-  using event = typename Json::parse_event_t;
-  // depth is the number of containers already open when one more starts (0 for the top-level value)
-  const typename Json::parser_callback_t limit = [&](int depth, event ev, Json& v) -> bool {
-    if ((ev == event::object_start || ev == event::array_start) && depth >= json_max_depth)
-      throw error(op, where + ": JSON nested deeper than " + std::to_string(json_max_depth) +
-                          " levels (minibert's limit; real files nest fewer than 10)");
-    return also ? also(depth, ev, v) : true;
-  };
+                        const json_duplicate_key_handler& on_duplicate = nullptr) {
+  Json root;
+  limited_dom_builder<Json> builder(root, where, on_duplicate);
   try {
-    return Json::parse(text.begin(), text.end(), limit);
+    Json::sax_parse(text.begin(), text.end(), &builder);
   } catch (const typename Json::parse_error& e) {
     std::string msg = e.what();
     const std::size_t cut = msg.find("parse error");
@@ -63,7 +130,12 @@ Json parse_json_limited(std::string_view text, const std::string& op, const std:
                         (cut == std::string::npos ? msg : msg.substr(cut)));
   } catch (const typename Json::exception& e) {
     throw error(op, where + ": " + what + ": " + e.what());
+  } catch (const minibert::error&) {
+    throw;
+  } catch (const std::runtime_error& e) { // the depth limit
+    throw error(op, e.what());
   }
+  return root;
 }
 
 } // namespace minibert::detail

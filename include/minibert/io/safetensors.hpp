@@ -12,7 +12,7 @@
 #include <filesystem>  // path
 #include <map>         // map (metadata)
 #include <ostream>     // ostream
-#include <set>         // set (duplicate key detection)
+#include <set>         // set (duplicate names in the writer)
 #include <span>        // span
 #include <string>      // string
 #include <string_view> // string_view
@@ -159,24 +159,14 @@ inline safetensors_file safetensors_file::open(const std::filesystem::path& path
   if (std::memchr(text, 0, n) != nullptr) fail("header is not valid JSON: it contains a NUL byte (padding must be spaces)");
   const std::uint64_t data_size = size - 8 - n;
 
-  // nlohmann keeps the last of duplicate keys silently; the format forbids duplicates, so track keys per object.
-  std::vector<std::set<std::string>> open_objects;
-  nlohmann::json::parser_callback_t on_event = [&](int, nlohmann::json::parse_event_t ev, nlohmann::json& v) {
-    using ev_t = nlohmann::json::parse_event_t;
-    if (ev == ev_t::object_start) open_objects.emplace_back();
-    else if (ev == ev_t::object_end) open_objects.pop_back();
-    else if (ev == ev_t::key && !open_objects.empty()) {
-      const std::string& k = v.get_ref<const std::string&>();
-      if (!open_objects.back().insert(k).second) {
-        if (open_objects.size() == 1) fail_t(k, "duplicate name in the header");
-        fail("duplicate key '" + k + "' in the header");
-      }
-    }
-    return true;
+  // nlohmann keeps the last of duplicate keys silently; the format forbids duplicates. Nesting is capped while
+  // parsing (a bad shape's message dumps it, recursively).
+  const auto on_duplicate = [&](std::size_t depth, const std::string& k) {
+    if (depth == 1) fail_t(k, "duplicate name in the header");
+    fail("duplicate key '" + k + "' in the header");
   };
-  // nesting is capped while parsing (a bad shape's message dumps it, recursively)
-  const nlohmann::json header =
-      detail::parse_json_limited(std::string_view(text, n), "safetensors", p, "header is not valid JSON", on_event);
+  const nlohmann::json header = detail::parse_json_limited(std::string_view(text, n), "safetensors", p,
+                                                           "header is not valid JSON", on_duplicate);
   if (!header.is_object()) fail("header is not a JSON object");
 
   struct span_rec {

@@ -4,11 +4,11 @@
    as HF's AddedVocabulary does, with its single_word, lstrip and rstrip rules. Tokens with normalized = false are
    matched in the original text, the others in the normalized text. */
 
-#include <algorithm> // stable_sort, max
+#include <algorithm> // stable_sort, unique, lower_bound, upper_bound, max
 #include <array>     // array
 #include <cstddef>   // size_t
 #include <cstdint>   // int32_t
-#include <cstring>   // memchr, memcmp
+#include <cstring>   // memchr
 #include <string>    // string
 #include <utility>   // move
 #include <vector>    // vector
@@ -66,22 +66,21 @@ public:
 
   added_token_matcher() = default;
   explicit added_token_matcher(std::vector<added_token> tokens) : tokens_(std::move(tokens)) {
+    // byte order, ties (the same content twice) in file order; only the first of equal contents can ever match
+    for (std::size_t i = 0; i < tokens_.size(); ++i)
+      if (!tokens_[i].content.empty()) order_.push_back(static_cast<std::uint32_t>(i));
+    std::stable_sort(order_.begin(), order_.end(),
+                     [&](std::uint32_t x, std::uint32_t y) { return tokens_[x].content < tokens_[y].content; });
+    order_.erase(std::unique(order_.begin(), order_.end(),
+                             [&](std::uint32_t x, std::uint32_t y) { return tokens_[x].content == tokens_[y].content; }),
+                 order_.end());
     first_.fill(false);
-    for (std::size_t i = 0; i < tokens_.size(); ++i) {
-      if (tokens_[i].content.empty()) continue;
-      const auto b = static_cast<unsigned char>(tokens_[i].content[0]);
-      first_[b] = true;
-      by_first_[b].push_back(i);
-    }
     int distinct = 0;
-    for (int b = 0; b < 256; ++b) {
-      if (!first_[static_cast<std::size_t>(b)]) continue;
-      ++distinct;
+    for (const std::uint32_t i : order_) {
+      const auto b = static_cast<unsigned char>(tokens_[i].content[0]);
+      if (!first_[b]) ++distinct;
+      first_[b] = true;
       only_first_ = b;
-      auto& v = by_first_[static_cast<std::size_t>(b)];
-      std::stable_sort(v.begin(), v.end(), [&](std::size_t x, std::size_t y) { // ties: file order
-        return tokens_[x].content.size() > tokens_[y].content.size();
-      });
     }
     if (distinct != 1) only_first_ = -1;
     empty_ = distinct == 0;
@@ -102,14 +101,7 @@ public:
         ++p;
         continue;
       }
-      const added_token* best = nullptr;
-      for (const std::size_t i : by_first_[s[p]]) {
-        const std::string& c = tokens_[i].content;
-        if (c.size() <= n - p && std::memcmp(s + p, c.data(), c.size()) == 0) {
-          best = &tokens_[i];
-          break;
-        }
-      }
+      const added_token* best = longest_at(s, n, p);
       if (!best) {
         ++p;
         continue;
@@ -141,11 +133,31 @@ public:
   }
 
 private:
+  // The longest token that s[p, n) starts with, or null. Tokens sharing the first k bytes of s[p, n) form one
+  // range of order_, in which a token of exactly k bytes sorts first: narrowing the range byte by byte costs
+  // O(length of the match x log(number of tokens)), however many tokens there are (a million stays fast).
+  const added_token* longest_at(const unsigned char* s, std::size_t n, std::size_t p) const {
+    auto lo = order_.begin(), hi = order_.end();
+    const added_token* best = nullptr;
+    for (std::size_t k = 0; lo != hi; ++k) {
+      if (tokens_[*lo].content.size() == k) { // contents are distinct: at most one token ends here
+        best = &tokens_[*lo];
+        ++lo;
+      }
+      if (lo == hi || p + k >= n) break;
+      const auto byte_k = [&](std::uint32_t i) { return static_cast<unsigned char>(tokens_[i].content[k]); };
+      const unsigned char c = s[p + k];
+      lo = std::lower_bound(lo, hi, c, [&](std::uint32_t i, unsigned char v) { return byte_k(i) < v; });
+      hi = std::upper_bound(lo, hi, c, [&](unsigned char v, std::uint32_t i) { return v < byte_k(i); });
+    }
+    return best;
+  }
+
   static bool is_space(char32_t c) noexcept { return (char_properties::get().flags(c) & cf_whitespace) != 0; }
 
   std::vector<added_token> tokens_;
+  std::vector<std::uint32_t> order_; // indices of the non-empty tokens by content, duplicates dropped
   std::array<bool, 256> first_{};
-  std::array<std::vector<std::size_t>, 256> by_first_;
   int only_first_ = -1;
   bool empty_ = true;
 };

@@ -11,6 +11,7 @@
 #include <optional>    // optional
 #include <string>      // string
 #include <string_view> // string_view
+#include <unordered_map> // added tokens by content
 #include <utility>     // move, pair
 #include <vector>      // vector
 
@@ -279,7 +280,7 @@ inline tokenizer_spec spec_from_parsed_json(const json& j, const std::string& so
   if (root.has("added_tokens")) {
     const json_reader a = root.at("added_tokens");
     if (!a.value().is_array()) a.fail("expected an array");
-    std::vector<std::pair<std::string, std::int32_t>> given; // content -> id, in order
+    std::unordered_map<std::string, std::int32_t> given; // content -> id (a hash: a file may add a million tokens)
     std::int32_t max_given = -1;
     const auto vocab_count = static_cast<std::int32_t>(s.vocab.size());
     for (std::size_t i = 0; i < a.value().size(); ++i) {
@@ -288,12 +289,11 @@ inline tokenizer_spec spec_from_parsed_json(const json& j, const std::string& so
       t.at("id").integer(); // present and well-formed, though HF recomputes it
       at.content = t.at("content").str();
       std::optional<std::int32_t> id;
-      for (const auto& [c, gid] : given)
-        if (c == at.content) id = gid;
+      if (const auto g = given.find(at.content); g != given.end()) id = g->second;
       if (!id) id = s.vocab.find(at.content);
       if (!id) id = max_given < 0 ? vocab_count : (max_given >= vocab_count || vocab_count == 0 ? max_given + 1 : vocab_count);
       at.id = *id;
-      given.emplace_back(at.content, at.id);
+      given.emplace(at.content, at.id);
       max_given = std::max(max_given, at.id);
       if (at.content.empty()) t.fail("empty content");
       at.special = t.bool_or("special", false);
