@@ -4,6 +4,7 @@
 // (golden values from an independent Python implementation of splitmix64 + Fisher-Yates).
 #include <doctest/doctest.h>
 
+#include <chrono>     // steady_clock
 #include <cstdint>    // int64_t
 #include <filesystem> // path, create_directories
 #include <fstream>    // ofstream
@@ -269,6 +270,30 @@ TEST_CASE("errors: label ids out of range, negative, unknown names") {
   read_options dup;
   dup.label_names = {"a", "b", "a"};
   expect_error([&] { parse("r.tsv", "sentence\tlabel\nx\t0\n", dup); }, {"r.tsv", "lists 'a' twice"});
+}
+
+TEST_CASE("errors: a 1 GiB line is refused naming its line; the limit is read_options::max_record_bytes") {
+  // a sparse file: header, one row, then a line of 2^30 NUL bytes (valid UTF-8) and ",0". read_dataset maps the file
+  // and checks line lengths before anything is copied out of it (it used to read the whole file into a string).
+  const fs::path p = scratch("huge_line.csv", "text,label\nfine,1\n");
+  fs::resize_file(p, fs::file_size(p) + (std::size_t{1} << 30));
+  std::ofstream(p, std::ios::binary | std::ios::app) << ",0\n";
+  const auto t0 = std::chrono::steady_clock::now();
+  expect_error([&] { minibert::read_dataset(p); },
+               {p.string() + ":3: line of 1073741826 bytes exceeds the limit of 16777216",
+                "read_options::max_record_bytes"});
+  CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(60));
+  fs::remove(p);
+
+  read_options small;
+  small.max_record_bytes = 40;
+  const std::string line = "one line of forty-one bytes with labels,1\n"; // 41 bytes before the newline
+  expect_parse_error("long.csv", "text,label\n" + line, 2, {"line of 41 bytes exceeds the limit of 40"}, small);
+  // a quoted CSV field spans lines, each under the limit: the record as a whole is refused
+  expect_parse_error("multi.csv", "text,label\n\"" + std::string(30, 'x') + "\n" + std::string(30, 'y') + "\",1\n", 2,
+                     {"record of 65 bytes exceeds the limit of 40"}, small);
+  small.max_record_bytes = 41;
+  CHECK(parse("ok.csv", "text,label\n" + line, small).size() == 1);
 }
 
 TEST_CASE("errors from read_dataset name the real path") {

@@ -223,6 +223,14 @@ TEST_CASE("safetensors: rejects offsets out of range") {
   CHECK(has(rev, "end is before begin"));
 }
 
+TEST_CASE("safetensors: a header that claims terabytes is refused before anything is read or allocated") {
+  // 2^21 x 2^20 float32 = 8 TiB, in a file of a few hundred bytes: the offsets are checked against the file size
+  const std::string msg = open_error(
+      "terabytes", st_bytes(R"({"w":{"dtype":"F32","shape":[2097152,1048576],"data_offsets":[0,8796093022208]}})", f32x2));
+  CHECK(has(msg, "tensor 'w'"));
+  CHECK(has(msg, "data_offsets [0, 8796093022208] out of range: the data region has 8 bytes"));
+}
+
 TEST_CASE("safetensors: rejects overlapping tensors") {
   const std::string msg = open_error(
       "overlap", st_bytes(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}})", f32x2));

@@ -7,12 +7,15 @@
 #include <minibert/io/checkpoint.hpp>
 #include <minibert/io/torch_checkpoint.hpp>
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace fs = std::filesystem;
@@ -236,4 +239,69 @@ TEST_CASE("torch_checkpoint: refuses a storage count whose byte size overflows 6
   CHECK(has(msg, "storage 'archive/data/0'"));
   CHECK(has(msg, "4611686018427387905 elements of F32"));
   CHECK(has(msg, "overflow"));
+}
+
+namespace {
+
+// A torch-like zip of stored entries, written by hand (local headers, central directory, end record): what the
+// hostile-input cases below put around their data.pkl.
+std::string stored_zip(const std::vector<std::pair<std::string, std::string>>& entries) {
+  std::string out, directory;
+  const auto le = [](std::string& s, std::uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; ++i) s.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  for (const auto& [name, data] : entries) {
+    const auto crc = minibert::detail::crc32(std::as_bytes(std::span<const char>(data.data(), data.size())));
+    const std::uint64_t offset = out.size();
+    le(out, 0x04034b50, 4), le(out, 20, 2), le(out, 0, 2), le(out, 0, 2), le(out, 0, 4), le(out, crc, 4);
+    le(out, data.size(), 4), le(out, data.size(), 4), le(out, name.size(), 2), le(out, 0, 2);
+    out += name + data;
+    le(directory, 0x02014b50, 4), le(directory, 20, 2), le(directory, 20, 2), le(directory, 0, 2);
+    le(directory, 0, 2), le(directory, 0, 4), le(directory, crc, 4), le(directory, data.size(), 4);
+    le(directory, data.size(), 4), le(directory, name.size(), 2), le(directory, 0, 2), le(directory, 0, 2);
+    le(directory, 0, 2), le(directory, 0, 2), le(directory, 0, 4), le(directory, offset, 4);
+    directory += name;
+  }
+  const std::uint64_t cd_offset = out.size();
+  out += directory;
+  le(out, 0x06054b50, 4), le(out, 0, 2), le(out, 0, 2), le(out, entries.size(), 2), le(out, entries.size(), 2);
+  le(out, directory.size(), 4), le(out, cd_offset, 4), le(out, 0, 2);
+  return out;
+}
+
+} // namespace
+
+TEST_CASE("torch_checkpoint: a pickle nesting a million levels, or making too many objects, ends in bounded time") {
+  const fs::path d = fs::path(MINIBERT_TEST_BINARY_DIR) / "io_fixtures" / "torch_pickle_limits";
+  fs::remove_all(d);
+  fs::create_directories(d);
+  // PROTO 2, a million EMPTY_LISTs, a million APPENDs (each list into the one below it), STOP: lists nested 10^6 deep.
+  // The machine keeps objects in an arena (no recursion), so this is a data.pkl that is no state dict.
+  const std::string nested = "\x80\x02" + std::string(1'000'000, ']') + std::string(999'999, 'a') + ".";
+  spit(d / "nested.bin", stored_zip({{"archive/data.pkl", nested}}));
+  const std::string msg = error_of([&] { torch_checkpoint::open(d / "nested.bin"); });
+  CHECK_MESSAGE(has(msg, (d / "nested.bin").string() + ": data.pkl does not hold a dict"), msg);
+  // 2^22 + 1 NONEs: past the object limit, refused while running rather than after growing without bound
+  const std::string nones = "\x80\x02" + std::string(minibert::detail::pickle_max_objects + 1, 'N') + ".";
+  spit(d / "nones.bin", stored_zip({{"archive/data.pkl", nones}}));
+  const std::string many = error_of([&] { torch_checkpoint::open(d / "nones.bin"); });
+  CHECK_MESSAGE(has(many, (d / "nones.bin").string() + ": archive/data.pkl: more than 4194304 objects"), many);
+  CHECK_MESSAGE(has(many, "pickle byte 4194306"), many); // the opcode that would make object 2^22 + 1
+}
+
+TEST_CASE("torch_checkpoint: a zip bomb (1 GiB of storage deflated to 1 MB) is refused without inflating it") {
+  const fs::path d = fs::path(MINIBERT_TEST_BINARY_DIR) / "io_fixtures" / "torch_zip_bomb";
+  fs::remove_all(d);
+  fs::create_directories(d);
+  const fs::path bomb = d / "bomb.bin";
+  const std::string write = std::string("'") + MINIBERT_TEST_PYTHON + "' '" + MINIBERT_TEST_SOURCE_DIR +
+                            "/python/torch_fixtures.py' --zip-bomb '" + bomb.string() + "'";
+  REQUIRE_MESSAGE(std::system(write.c_str()) == 0, "failed: " << write);
+  CHECK(fs::file_size(bomb) < 4'000'000);
+  const auto t0 = std::chrono::steady_clock::now();
+  const std::string msg = error_of([&] { torch_checkpoint::open(bomb); });
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  CHECK_MESSAGE(has(msg, bomb.string()), msg);
+  CHECK_MESSAGE(has(msg, "zip entry 'archive/data/0' is compressed (method 8)"), msg);
+  CHECK_MESSAGE(seconds < 5, seconds << " s: was it inflated?");
 }

@@ -18,7 +18,7 @@
 #include <charconv>   // to_chars (predict's floats)
 #include <cmath>      // exp
 #include <cstdio>     // printf
-#include <filesystem> // path, copy_file
+#include <filesystem> // path
 #include <fstream>    // ifstream
 #include <iostream>   // cout, cerr
 #include <optional>   // optional (tokenizer loaded after the model)
@@ -79,20 +79,24 @@ read_options data_options(const sentiment::cli& a, std::vector<std::string> labe
   o.label_column = a.str("label-column");
   o.label_names = std::move(labels);
   o.require_labels = require_labels;
+  const std::int64_t max_record = a.integer("max-record-bytes");
+  MINIBERT_CHECK(max_record > 0, "sentiment_trainer", "--max-record-bytes must be positive, got " << max_record);
+  o.max_record_bytes = static_cast<std::size_t>(max_record);
   return o;
 }
 
 void add_data_flags(sentiment::cli& c) {
   c.option("text-column", "column holding the text (default: 'sentence' or 'text', whichever exists)")
       .option("text-pair-column", "column holding a second text (sentence pairs)")
-      .option("label-column", "column holding the label", "label");
+      .option("label-column", "column holding the label", "label")
+      .option("max-record-bytes", "longest line or CSV record a data file may hold (longer: an error)", "16777216");
 }
 
-// the tokenizer files of `from` copied into `to` (those that exist)
+// the tokenizer files of `from` copied into `to` (those that exist), each replaced atomically
 void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
   const fs::path dir = fs::is_directory(from) ? from : from.parent_path();
   for (const char* f : tokenizer_files)
-    if (fs::exists(dir / f)) fs::copy_file(dir / f, to / f, fs::copy_options::overwrite_existing);
+    if (fs::exists(dir / f)) atomic_copy_file(dir / f, to / f);
 }
 
 // --device: runs f(device::cpu{}) or f(device::cuda{}) (when built with the CUDA backend and a GPU is present)

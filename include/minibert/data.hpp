@@ -17,6 +17,7 @@
 #include <minibert/data/labels.hpp>  // defines: detail label-id assignment
 #include <minibert/data/split.hpp>   // defines: permutation, split_validation, subset
 #include <minibert/error.hpp>
+#include <minibert/io/mmap_file.hpp>
 
 namespace minibert {
 
@@ -40,6 +41,7 @@ inline dataset parse_dataset(std::string_view content, const std::string& source
 inline dataset parse_dataset(std::string_view content, const std::string& source, const read_options& options) {
   if (content.size() >= 3 && content.substr(0, 3) == "\xEF\xBB\xBF") content.remove_prefix(3); // BOM
   if (detail::is_blank(content)) detail::data_fail(source, 0, "empty file");
+  detail::check_line_lengths(content, options.max_record_bytes, source);
   detail::check_utf8(content, source);
   data_format format = options.format;
   if (format == data_format::auto_detect) format = detail::detect_format(source, content, source);
@@ -60,7 +62,12 @@ inline dataset read_dataset(const std::filesystem::path& path, const read_option
   const auto status = std::filesystem::status(path, ec);
   if (!std::filesystem::exists(status)) detail::data_fail(source, 0, "no such file");
   if (std::filesystem::is_directory(status)) detail::data_fail(source, 0, "is a directory, not a data file");
-  std::ifstream in(path, std::ios::binary);
+  if (std::filesystem::is_regular_file(status)) {
+    // mapped, not copied: the file's pages stay in the page cache, and only accepted records are copied out
+    const mmap_file file(path);
+    return parse_dataset(std::string_view(reinterpret_cast<const char*>(file.data()), file.size()), source, options);
+  }
+  std::ifstream in(path, std::ios::binary); // a pipe (`--train <(zcat data.tsv.gz)`) cannot be mapped
   if (!in) detail::data_fail(source, 0, "cannot open for reading");
   std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   if (in.bad()) detail::data_fail(source, 0, "read error");

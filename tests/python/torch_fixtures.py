@@ -17,6 +17,9 @@
   not_a_state_dict.bin   torch.save of {"a": 1}
   huge_storage.bin       a torch-like zip whose data.pkl claims a float32 storage of 2^62 + 1 elements over a
                          4-byte record (2^62 + 1 times 4 wraps to 4 in 64 bits) and a tensor of that many elements
+
+`torch_fixtures.py --zip-bomb PATH` writes only a zip bomb: a stored data.pkl over a float32 storage of 2^28 elements
+whose record is 1 GiB of zeros DEFLATE-compressed to about 1 MB.
 """
 import collections
 import json
@@ -126,5 +129,16 @@ def huge_storage_pickle(n):
     return buf.getvalue()
 
 
+def zip_bomb(path):
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", huge_storage_pickle(2**28), compress_type=zipfile.ZIP_STORED)
+        with z.open("archive/data/0", "w", force_zip64=True) as w:
+            for _ in range(64):
+                w.write(bytes(1 << 24))
+
+
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[1] == "--zip-bomb":
+        zip_bomb(sys.argv[2])
+    else:
+        main(sys.argv[1])

@@ -44,6 +44,9 @@ struct read_options {
   std::vector<std::string> label_names;
   /// false: a text (or text pair) that is empty or only ASCII white space is an error
   bool allow_empty_text = false;
+  /// a longer line (or CSV record) is an error naming it: corrupt or hostile input, refused before it is copied.
+  /// 16 MiB is hundreds of times the longest review in ../shared's data; raise it for book-length texts.
+  std::size_t max_record_bytes = std::size_t{16} << 20;
 };
 
 /// @brief One record of a dataset.

@@ -120,6 +120,20 @@ template <class Fn> void for_each_line(std::string_view content, Fn&& fn) {
   }
 }
 
+// Refuses a line longer than `max` bytes (read_options::max_record_bytes) before any field is copied out of it.
+inline void check_line_lengths(std::string_view content, std::size_t max, const std::string& source) {
+  std::size_t pos = 0, line = 1;
+  while (pos < content.size()) {
+    std::size_t eol = content.find('\n', pos);
+    if (eol == std::string_view::npos) eol = content.size();
+    if (eol - pos > max)
+      data_fail(source, line, "line of " + std::to_string(eol - pos) + " bytes exceeds the limit of " +
+                                  std::to_string(max) + " (read_options::max_record_bytes; raise it for longer texts)");
+    pos = eol + 1;
+    ++line;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // columns
 
@@ -274,6 +288,13 @@ inline bool csv_next_record(std::string_view s, std::size_t& pos, std::size_t& l
   }
 }
 
+// Bytes of the record s[begin, end) without its line ending.
+inline std::size_t record_bytes(std::string_view s, std::size_t begin, std::size_t end) {
+  if (end > begin && s[end - 1] == '\n') --end;
+  if (end > begin && s[end - 1] == '\r') --end;
+  return end - begin;
+}
+
 inline raw_table read_csv(std::string_view content, const read_options& opt, const std::string& source) {
   raw_table t;
   std::size_t pos = 0, line = 1, header_line = 0;
@@ -282,6 +303,10 @@ inline raw_table read_csv(std::string_view content, const read_options& opt, con
     const std::size_t record_line = line;
     const std::size_t record_pos = pos;
     if (!csv_next_record(content, pos, line, fields, source)) break;
+    if (record_bytes(content, record_pos, pos) > opt.max_record_bytes) // quoted fields span lines
+      data_fail(source, record_line, "record of " + std::to_string(record_bytes(content, record_pos, pos)) +
+                                         " bytes exceeds the limit of " + std::to_string(opt.max_record_bytes) +
+                                         " (read_options::max_record_bytes; raise it for longer texts)");
     if (fields.size() == 1 && fields[0].empty() && content[record_pos] != '"') continue; // blank line
     if (header_line == 0) {
       header_line = record_line;

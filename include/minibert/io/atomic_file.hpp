@@ -9,6 +9,7 @@
 #include <cstddef>     // byte, size_t
 #include <cstring>     // strerror
 #include <filesystem>  // path
+#include <fstream>     // ifstream (atomic_copy_file)
 #include <ostream>     // ostream
 #include <span>        // span
 #include <streambuf>   // streambuf
@@ -38,6 +39,15 @@ inline void atomic_write_bytes(const std::filesystem::path& path, std::span<cons
 /// @brief atomic_write of a text buffer (written as is, no newline added)
 /// @throws minibert::error("atomic_write", "<path>: ...") on I/O failure
 inline void atomic_write_bytes(const std::filesystem::path& path, std::string_view text);
+
+/// @brief Replaces `to` atomically with a copy of `from` (std::filesystem::copy_file is not atomic: a crash leaves
+/// a torn copy)
+/// @throws minibert::error("atomic_write", "<from>: cannot be read") or atomic_write's errors on `to`
+inline void atomic_copy_file(const std::filesystem::path& from, const std::filesystem::path& to);
+
+/// @brief Whether `name` is the name of a temporary file that atomic_write makes beside its target
+/// (".<target name>.tmp-<pid>-<n>"), which a killed process leaves behind
+inline bool is_atomic_write_temp(const std::string& name);
 
 // ------------------------------------------------------------------------------------------------------------------
 // implementation
@@ -188,6 +198,22 @@ inline void atomic_write_bytes(const std::filesystem::path& path, std::span<cons
 
 inline void atomic_write_bytes(const std::filesystem::path& path, std::string_view text) {
   atomic_write_bytes(path, std::as_bytes(std::span<const char>(text.data(), text.size())));
+}
+
+inline void atomic_copy_file(const std::filesystem::path& from, const std::filesystem::path& to) {
+  std::ifstream in(from, std::ios::binary);
+  if (!in) throw error("atomic_write", from.string() + ": cannot be read");
+  atomic_write(to, [&](std::ostream& os) {
+    char chunk[1 << 16];
+    while (in.read(chunk, sizeof(chunk)) || in.gcount() > 0) os.write(chunk, in.gcount());
+    if (in.bad()) throw error("atomic_write", from.string() + ": read error");
+  });
+}
+
+inline bool is_atomic_write_temp(const std::string& name) {
+  const std::size_t at = name.rfind(".tmp-");
+  return name.size() > 1 && name[0] == '.' && at != std::string::npos && at > 1 &&
+         name.find_first_not_of("0123456789-", at + 5) == std::string::npos;
 }
 
 } // namespace minibert

@@ -22,6 +22,11 @@
 namespace minibert {
 namespace detail {
 
+/// Most objects one data.pkl may create: 2^22 (about 700 MB of objects at most). A state dict needs about 20 per
+/// tensor (bert-base: ~4,000 in all), so this leaves room for 200,000 tensors while a hostile pickle (a million
+/// nested lists, a few MB of NONE opcodes) ends with an error, not gigabytes.
+inline constexpr std::size_t pickle_max_objects = std::size_t{1} << 22;
+
 enum class pk : std::uint8_t { none, boolean, integer, real, string, tuple, list, dict, global, storage, tensor };
 
 /// One unpickled object. Compound objects refer to others by arena index.
@@ -72,6 +77,9 @@ private:
     }
   }
   std::uint32_t make(pnode n) {
+    if (nodes_.size() >= pickle_max_objects)
+      fail("more than " + std::to_string(pickle_max_objects) + " objects (minibert's limit; a state dict needs about 20 "
+           "per tensor)");
     nodes_.push_back(std::move(n));
     return static_cast<std::uint32_t>(nodes_.size() - 1);
   }

@@ -17,6 +17,7 @@
 #include <optional>   // optional
 #include <ostream>    // ostream
 #include <string>     // string
+#include <utility>    // pair
 #include <vector>     // vector
 
 #include <nlohmann/json.hpp>
@@ -103,6 +104,13 @@ private:
   nlohmann::json eval_and_log(const dataset& eval, double epoch_f);
   void save_checkpoint(std::int64_t epoch, std::int64_t batch_in_epoch);
   void load_checkpoint(const std::filesystem::path& dir);
+  /// deletes a checkpoint directory so that it never shows half-deleted: it is renamed to .<name>.del first (a
+  /// SIGKILL inside remove_all would otherwise leave an incomplete checkpoint-N)
+  static void discard_checkpoint_dir(const std::filesystem::path& dir);
+  /// output_dir at the start of train(): removes what an interrupted save or rotation left (.checkpoint-N.tmp,
+  /// .checkpoint-N.del, atomic_write's temporary files) and, on resume, lists its checkpoint-N up to the resumed step (oldest first) so that
+  /// --save-total-limit counts them, as the Trainer's rotation does
+  void tidy_output_dir();
   bool improved(double value) const {
     if (!best_metric_) return true;
     return greater_is_better() ? value > *best_metric_ : value < *best_metric_;
@@ -257,18 +265,49 @@ template <class T, class Device> void trainer<T, Device>::save_checkpoint(std::i
   if (scaler_) st["minibert"]["scaler"] = scaler_->state();
   atomic_write_bytes(tmp / "trainer_state.json", st.dump(2) + "\n");
   // the directory appears complete or not at all
-  fs::remove_all(final_dir);
+  discard_checkpoint_dir(final_dir);
   fs::rename(tmp, final_dir);
+  std::erase(saved_checkpoints_, final_dir.string());
   saved_checkpoints_.push_back(final_dir.string());
   if (args_.save_total_limit > 0) {
     // delete the oldest, but never the best one when it will be reloaded
     while (std::int64_t(saved_checkpoints_.size()) > args_.save_total_limit) {
       auto victim = saved_checkpoints_.begin();
       if (args_.load_best_model_at_end && *victim == best_checkpoint_ && saved_checkpoints_.size() > 1) ++victim;
-      fs::remove_all(*victim);
+      discard_checkpoint_dir(*victim);
       saved_checkpoints_.erase(victim);
     }
   }
+}
+
+template <class T, class Device> void trainer<T, Device>::discard_checkpoint_dir(const std::filesystem::path& dir) {
+  namespace fs = std::filesystem;
+  if (!fs::exists(dir)) return;
+  const fs::path trash = dir.parent_path() / ("." + dir.filename().string() + ".del");
+  fs::remove_all(trash);
+  fs::rename(dir, trash);
+  fs::remove_all(trash);
+}
+
+template <class T, class Device> void trainer<T, Device>::tidy_output_dir() {
+  namespace fs = std::filesystem;
+  std::vector<std::pair<std::int64_t, std::string>> found;
+  for (const auto& e : fs::directory_iterator(args_.output_dir)) {
+    const std::string name = e.path().filename().string();
+    if (e.is_regular_file() && is_atomic_write_temp(name)) fs::remove(e.path());
+    if (!e.is_directory()) continue;
+    const bool hidden = name.rfind(".checkpoint-", 0) == 0;
+    if (hidden && (name.ends_with(".tmp") || name.ends_with(".del"))) {
+      fs::remove_all(e.path());
+    } else if (!hidden && name.rfind("checkpoint-", 0) == 0 && name.size() > 11 && name.size() < 30 &&
+               name.find_first_not_of("0123456789", 11) == std::string::npos) {
+      found.emplace_back(std::stoll(name.substr(11)), e.path().string());
+    }
+  }
+  if (args_.resume_from_checkpoint.empty()) return;
+  std::sort(found.begin(), found.end());
+  for (const auto& [step, dir] : found)
+    if (step <= global_step_) saved_checkpoints_.push_back(dir);
 }
 
 template <class T, class Device> void trainer<T, Device>::load_checkpoint(const std::filesystem::path& dir) {
@@ -367,6 +406,7 @@ template <class T, class Device> nlohmann::json trainer<T, Device>::train(const 
   sched_.emplace(lr_schedule{parse_schedule_kind(args_.lr_scheduler), args_.learning_rate, warmup, max_steps_});
   if (args_.fp16) scaler_.emplace();
   if (!args_.resume_from_checkpoint.empty()) load_checkpoint(args_.resume_from_checkpoint);
+  tidy_output_dir();
 
   log_ << "***** Running training *****\n"
        << "  Num examples = " << td.size() << "\n  Num Epochs = " << std::int64_t(num_epochs_)
