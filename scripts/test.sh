@@ -1,9 +1,17 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# Installs what is missing, builds minibert's tests in build/ and runs them with CTest (2 jobs).
+# Installs what is missing, builds minibert's tests in build/ and runs them with CTest (2 jobs); then the memory-safety
+# checks of docs/reliability.md: the quick unit tests under ASan + UBSan + LSan (`--preset asan`) and every fuzz target
+# (`--preset fuzz`: its seeds and reproducers replayed, then 30 s of fuzzing each).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j "$(nproc)"
 ctest --test-dir build --output-on-failure -j "$(nproc)"
+cmake --preset asan >/dev/null
+cmake --build --preset asan -j "$(nproc)"
+ctest --preset asan -j "$(nproc)"
+cmake --preset fuzz >/dev/null
+cmake --build --preset fuzz -j "$(nproc)"
+ctest --preset fuzz -j "$(nproc)"

@@ -36,7 +36,10 @@ TEST_CASE("linear warmup then linear decay: the reference experiment's schedule 
   const std::vector<std::pair<std::int64_t, double>> table = {
       {100, 4e-6}, {200, 8e-6}, {300, 1.2e-5}, {400, 1.6e-5}, {500, 2e-5},
       {600, 1.5e-5}, {700, 1e-5}, {800, 5e-6}, {900, 0.0}};
-  for (auto [step, lr] : table) CHECK_MESSAGE(close(s.lr_at(step), lr), step);
+  for (const auto& row : table) {
+    const std::int64_t step = row.first; // not a structured binding: clang 14 cannot capture one in CHECK_MESSAGE
+    CHECK_MESSAGE(close(s.lr_at(step), row.second), step);
+  }
   CHECK(s.lr_at(0) == 0.0);   // warmup: the first optimizer step runs at lr 0
   CHECK(s.lr_at(900) == 0.0); // and the last scheduler step reaches 0
   CHECK(s.lr_at(1000) == 0.0); // clamped at 0 past the end
@@ -47,7 +50,9 @@ TEST_CASE("linear warmup then linear decay: the reference experiment's schedule 
   const std::vector<std::pair<std::int64_t, double>> logged = {
       {100, 3.92e-6}, {200, 7.92e-6}, {300, 1.188e-5}, {400, 1.588e-5}, {500, 1.988e-5},
       {600, 1.515e-5}, {700, 1.015e-5}, {800, 5.15e-6}, {900, 1.5e-7}};
-  for (auto [step, lr] : logged) {
+  for (const auto& row : logged) {
+    const std::int64_t step = row.first;
+    const double lr = row.second;
     int lag = -1;
     for (int k = 0; k <= 5 && lag < 0; ++k)
       if (std::abs(s.lr_at(step - k) - lr) <= 1e-12 * lr) lag = k;
