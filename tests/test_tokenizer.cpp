@@ -420,6 +420,14 @@ TEST_CASE("tokenizer: hostile tokenizer.json / tokenizer_config.json give minibe
                                            R"(, "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": "1", "tokens": ["[CLS]"]}}}})"),
           "/post_processor/special_tokens/[CLS]/ids: expected an array, got string");
   }
+  SUBCASE("the model's own errors name the file") {
+    // fuzzing reproducer: WordPiece's check of its unk_token reached the caller without the file's name
+    const std::string e = error_of([&] {
+      tokenizer::from_pretrained(s.write("unk/tokenizer.json", R"({"model": {"vocab": {"a": 0}}, )" + pre + "}"));
+    });
+    CHECK_MESSAGE(e.find((s.dir / "unk/tokenizer.json").string() + ": unk_token '[UNK]' is not in the vocabulary") !=
+                      std::string::npos, e);
+  }
   SUBCASE("padding longer than 2^20 tokens") {
     const std::string head = R"({"model": {"vocab": {"[UNK]": 0, "[PAD]": 1}}, )" + pre + ", ";
     fails(s.write("fixed/tokenizer.json", head + R"("padding": {"strategy": {"Fixed": 2000000000}}})"),

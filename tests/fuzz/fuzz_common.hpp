@@ -19,11 +19,17 @@
 
 namespace minibert::fuzz {
 
-/// @brief runs `f`; a minibert::error is the parser refusing bad input, which is what it should do
-template <class F> void expect_clean_refusal(F&& f) {
+/// @brief runs `f`; a minibert::error is the parser refusing bad input, which is what it should do, provided its
+/// message names the input (`source`: the file's path or name; empty for input that is no file)
+template <class F> void expect_clean_refusal(F&& f, std::string_view source = {}) {
   try {
     f();
-  } catch (const minibert::error&) {
+  } catch (const minibert::error& e) {
+    if (!source.empty() && std::string_view(e.what()).find(source) == std::string_view::npos) {
+      std::fprintf(stderr, "fuzz invariant violated: an error that does not name '%.*s': %s\n",
+                   static_cast<int>(source.size()), source.data(), e.what());
+      std::abort();
+    }
   }
 }
 

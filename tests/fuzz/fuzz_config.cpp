@@ -26,6 +26,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       minibert::fuzz::invariant(false, "a config minibert accepted cannot be read back after saving it");
     }
     minibert::fuzz::invariant(again == saved, "a config changes on its round trip through to_json_string");
-  });
+  }, "config.json");
   return 0;
 }

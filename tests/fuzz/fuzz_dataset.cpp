@@ -28,6 +28,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       minibert::fuzz::invariant(e.label == -1 || (e.label >= 0 && std::size_t(e.label) < d.label_names.size()) ||
                                     d.label_names.empty(),
                                 "a label id outside the dataset's label names");
-  });
+  }, "fuzz.data");
   return 0;
 }

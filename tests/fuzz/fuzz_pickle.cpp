@@ -13,6 +13,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   minibert::fuzz::expect_clean_refusal([&] {
     minibert::detail::torch_unpickler vm(bytes, "fuzz.pkl", "torch_checkpoint");
     (void)vm.node(vm.run());
-  });
+  }, "fuzz.pkl");
   return 0;
 }

@@ -17,6 +17,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       (void)st.read_vector<float>(name);
     }
     minibert::fuzz::invariant(bytes + 8 <= size, "accepted tensors cover more bytes than the file has");
-  });
+  }, file.path());
   return 0;
 }

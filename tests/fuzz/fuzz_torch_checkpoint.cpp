@@ -12,6 +12,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   minibert::fuzz::expect_clean_refusal([&] {
     const auto ck = minibert::torch_checkpoint::open(file.path());
     for (const auto& name : ck.names()) (void)ck.read_vector<float>(name);
-  });
+  }, file.path());
   return 0;
 }

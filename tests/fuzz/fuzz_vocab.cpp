@@ -14,6 +14,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const auto enc = tok.encode("Hello, world! unbelievable 東京", "pair");
     for (const std::int32_t id : enc.ids) minibert::fuzz::invariant(tok.token_to_id(tok.id_to_token(id)).has_value(),
                                                                    "an encoded id has no token");
-  });
+  }, "vocab.txt");
   return 0;
 }

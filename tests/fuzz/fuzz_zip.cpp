@@ -19,8 +19,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         minibert::fuzz::invariant(d.data() >= bytes.data() && d.data() + d.size() <= bytes.data() + bytes.size(),
                                   "entry data outside the archive");
         zip.verify_crc(e);
-      });
+      }, "fuzz.zip");
     }
-  });
+  }, "fuzz.zip");
   return 0;
 }

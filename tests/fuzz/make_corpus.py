@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: MIT
 """Writes the fuzz targets' seed corpora (tests/fuzz/corpus/<target>/) and the reproducers of every defect found so
 far (tests/fuzz/regressions/<target>/), from the test fixtures: torch.save, the safetensors reference writer,
-transformers' BertConfig, HF tokenizers. Nothing is copied from ../shared. Deterministic; rerun after changing it:
+transformers' BertConfig, HF tokenizers. Nothing is copied from ../shared. Rerun after changing it (the zip files carry
+timestamps, so a rerun rewrites them with new bytes):
 
     .venv/bin/python tests/fuzz/make_corpus.py
 """
@@ -154,6 +155,10 @@ def tokenizer_seeds():
     j["padding"] = {"strategy": "BatchLongest", "direction": "Right", "pad_to_multiple_of": 2**31 - 1,
                     "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"}
     regression("tokenizer_json", "huge_pad_to_multiple_of.json", json.dumps(j))
+    # found by the first long campaign: the WordPiece model's own error (unk_token not in the vocabulary) named no file
+    regression("tokenizer_json", "unk_not_in_vocab.json", json.dumps(
+        {"model": {"type": "WordPiece", "unk_token": "[UNK]", "vocab": {"a": 0, "##b": 1}},
+         "pre_tokenizer": {"type": "BertPreTokenizer"}}))
 
 
 def text_seeds():

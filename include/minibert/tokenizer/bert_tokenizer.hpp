@@ -270,7 +270,12 @@ inline std::uint32_t count_code_points(const unsigned char* s, std::size_t n) no
 
 inline tokenizer::tokenizer(tokenizer_spec spec) {
   auto st = std::make_shared<detail::tokenizer_state>();
-  st->model = wordpiece(spec.vocab, spec.model);
+  try {
+    st->model = wordpiece(spec.vocab, spec.model);
+  } catch (const error& e) { // the model's own checks (unk_token not in the vocabulary, ...): name the file
+    const std::string what = e.what(), details = what.substr(what.find("] ") + 2);
+    throw error(e.op(), spec.source + ": " + details);
+  }
   st->normalizer = detail::bert_normalizer(spec.normalizer);
   std::vector<added_token> raw, norm;
   std::int32_t max_id = spec.vocab.max_id();
