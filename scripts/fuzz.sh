@@ -52,7 +52,11 @@ if [ "$coverage" = 1 ]; then
   cmake --build build-fuzz-cov
   for t in $targets; do
     bin=build-fuzz-cov/tests/fuzz/fuzz_$t
-    LLVM_PROFILE_FILE="$out/$t.profraw" "$bin" -runs=0 "$out/$t" >/dev/null 2>&1 || true
+    if ! LLVM_PROFILE_FILE="$out/$t.profraw" "$bin" -runs=0 "$out/$t" -artifact_prefix="$out/findings/$t/" \
+         >"$out/$t.coverage.log" 2>&1; then
+      lines[$t]="replay failed: see $out/$t.coverage.log" # a finding of the build without sanitizers
+      continue
+    fi
     llvm-profdata merge -sparse "$out/$t.profraw" -o "$out/$t.profdata"
     # the library's own headers only (not the target, nlohmann, utf8proc or the standard library)
     lines[$t]=$(llvm-cov report "$bin" -instr-profile="$out/$t.profdata" "$PWD/include/minibert" 2>/dev/null |

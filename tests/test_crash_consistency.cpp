@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tiny_training_fixtures.hpp"
+
 #include <fcntl.h>       // open
 #include <poll.h>        // poll
 #include <signal.h>      // kill, SIGKILL
@@ -56,33 +58,13 @@ const std::vector<std::string> common = {"--max-steps", "12", "--logging-steps",
 const std::set<std::string> checkpoint_files = {"config.json", "model.safetensors", "optimizer.safetensors",
                                                 "trainer_state.json"};
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
+using minibert::test::read_file;
 
 // the file holds exactly `bytes` (a bool, so that a failed check does not print megabytes)
 bool same_bytes(const fs::path& p, const std::string& bytes) { return read_file(p) == bytes; }
 
-// the first n data rows of an SST-2 file, with its header
-fs::path sst2_slice(const std::string& file, std::size_t n) {
-  fs::create_directories(work);
-  std::ifstream in(shared + "/data/sentiment/sst2/" + file);
-  REQUIRE(in.good());
-  const fs::path out = work / file;
-  std::ofstream o(out);
-  std::string line;
-  for (std::size_t i = 0; i <= n && std::getline(in, line); ++i) o << line << "\n";
-  return out;
-}
-
-fs::path tiny_config() {
-  fs::create_directories(work);
-  const fs::path p = work / "tiny_config.json";
-  std::ofstream(p) << R"({"model_type": "bert", "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 1,
-    "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128, "hidden_act": "gelu"})";
-  return p;
-}
+fs::path sst2_slice(const std::string& file, std::size_t n) { return minibert::test::sst2_slice(work, file, file, n); }
+fs::path tiny_config() { return minibert::test::tiny_config(work); }
 
 std::vector<std::string> train_args(const fs::path& out, const std::vector<std::string>& extra = {}) {
   static const fs::path cfg = tiny_config(), train = sst2_slice("train.tsv", 400), test = sst2_slice("test.tsv", 60);
@@ -358,7 +340,7 @@ TEST_CASE("SIGKILL at 32 instants, many inside checkpoint and final-model writes
   //   .checkpoint-K.tmp created   -> inside save_checkpoint's writes of step K
   //   checkpoint-K renamed in     -> inside the --save-total-limit rotation that follows it (K >= 6)
   //   .model.safetensors.tmp-*    -> inside the final model's write
-  //   vocab.txt / tokenizer.json  -> inside the copy of the tokenizer files
+  //   .vocab.txt.tmp-* / .tokenizer.json.tmp-*  -> inside the copy of the tokenizer files
   //   .trainer_state.json.tmp-*   -> inside the final trainer_state.json's write
   struct instant {
     double delay_s = 0;      // after the start (time instants) or after the event (event instants)
@@ -390,7 +372,9 @@ TEST_CASE("SIGKILL at 32 instants, many inside checkpoint and final-model writes
       break;
     }
     case 'm': in = {uniform(0, 0.004), ".model.safetensors.tmp-", IN_CREATE, ""}; break;
-    case 't': in = {uniform(0, 0.0003), pick(2) ? "vocab.txt" : "tokenizer.json", IN_CREATE, ""}; break;
+    case 't': // the copy's temporary file (atomic_copy_file renames it into place)
+      in = {uniform(0, 0.0003), pick(2) ? ".vocab.txt.tmp-" : ".tokenizer.json.tmp-", IN_CREATE, ""};
+      break;
     case 's': in = {uniform(0, 0.0005), ".trainer_state.json.tmp-", IN_CREATE, ""}; break;
     }
     in.label = in.event + " + " + std::to_string(int(in.delay_s * 1e6)) + " us";

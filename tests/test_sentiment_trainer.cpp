@@ -8,6 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tiny_training_fixtures.hpp"
+
 #include <signal.h>   // kill, SIGKILL
 #include <sys/wait.h> // waitpid
 #include <unistd.h>   // fork, execv, usleep
@@ -46,30 +48,11 @@ result run(const std::string& args) {
   return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
-std::string read_file(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
-// the first n data rows of an SST-2 file, with its header
+using minibert::test::read_file;
 fs::path sst2_slice(const std::string& name, const std::string& file, std::size_t n) {
-  fs::create_directories(work);
-  std::ifstream in(shared + "/data/sentiment/sst2/" + file);
-  REQUIRE(in.good());
-  const fs::path out = work / name;
-  std::ofstream o(out);
-  std::string line;
-  for (std::size_t i = 0; i <= n && std::getline(in, line); ++i) o << line << "\n";
-  return out;
+  return minibert::test::sst2_slice(work, name, file, n);
 }
-
-fs::path tiny_config() {
-  fs::create_directories(work);
-  const fs::path p = work / "tiny_config.json";
-  std::ofstream(p) << R"({"model_type": "bert", "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 1,
-    "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128, "hidden_act": "gelu"})";
-  return p;
-}
+fs::path tiny_config() { return minibert::test::tiny_config(work); }
 
 std::string train_args(const fs::path& out, const std::string& extra) {
   return "train --config " + tiny_config().string() + " --tokenizer " + shared + "/data/bert-base-uncased --train " +
