@@ -122,16 +122,11 @@ template <class Fn> void for_each_line(std::string_view content, Fn&& fn) {
 
 // Refuses a line longer than `max` bytes (read_options::max_record_bytes) before any field is copied out of it.
 inline void check_line_lengths(std::string_view content, std::size_t max, const std::string& source) {
-  std::size_t pos = 0, line = 1;
-  while (pos < content.size()) {
-    std::size_t eol = content.find('\n', pos);
-    if (eol == std::string_view::npos) eol = content.size();
-    if (eol - pos > max)
-      data_fail(source, line, "line of " + std::to_string(eol - pos) + " bytes exceeds the limit of " +
+  for_each_line(content, [&](std::size_t line, std::string_view l) {
+    if (l.size() > max)
+      data_fail(source, line, "line of " + std::to_string(l.size()) + " bytes exceeds the limit of " +
                                   std::to_string(max) + " (read_options::max_record_bytes; raise it for longer texts)");
-    pos = eol + 1;
-    ++line;
-  }
+  });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -303,8 +298,8 @@ inline raw_table read_csv(std::string_view content, const read_options& opt, con
     const std::size_t record_line = line;
     const std::size_t record_pos = pos;
     if (!csv_next_record(content, pos, line, fields, source)) break;
-    if (record_bytes(content, record_pos, pos) > opt.max_record_bytes) // quoted fields span lines
-      data_fail(source, record_line, "record of " + std::to_string(record_bytes(content, record_pos, pos)) +
+    if (const std::size_t bytes = record_bytes(content, record_pos, pos); bytes > opt.max_record_bytes)
+      data_fail(source, record_line, "record of " + std::to_string(bytes) + // quoted fields span lines
                                          " bytes exceeds the limit of " + std::to_string(opt.max_record_bytes) +
                                          " (read_options::max_record_bytes; raise it for longer texts)");
     if (fields.size() == 1 && fields[0].empty() && content[record_pos] != '"') continue; // blank line

@@ -7,11 +7,9 @@
 
 #include <cstddef>     // size_t
 #include <functional>  // function
-#include <stdexcept>   // runtime_error
 #include <string>      // string
 #include <string_view> // string_view
 #include <unordered_set> // keys of an open object
-#include <utility>     // move
 #include <vector>      // vector
 
 #include <nlohmann/json.hpp>
@@ -56,8 +54,9 @@ public:
   using string_t = typename Json::string_t;
   using binary_t = typename Json::binary_t;
 
-  limited_dom_builder(Json& root, std::string where_prefix, const json_duplicate_key_handler& on_duplicate)
-      : dom_(root), where_(std::move(where_prefix)), on_duplicate_(on_duplicate) {}
+  limited_dom_builder(Json& root, const std::string& op, const std::string& where,
+                      const json_duplicate_key_handler& on_duplicate)
+      : dom_(root), op_(op), where_(where), on_duplicate_(on_duplicate) {}
 
   bool null() { return dom_.null(); }
   bool boolean(bool v) { return dom_.boolean(v); }
@@ -95,13 +94,14 @@ public:
 private:
   void enter() {
     if (open_ >= json_max_depth)
-      throw std::runtime_error(where_ + ": JSON nested deeper than " + std::to_string(json_max_depth) +
-                               " levels (minibert's limit; real files nest fewer than 10)");
+      throw error(op_, where_ + ": JSON nested deeper than " + std::to_string(json_max_depth) +
+                           " levels (minibert's limit; real files nest fewer than 10)");
     ++open_;
   }
 
   nlohmann::detail::json_sax_dom_parser<Json> dom_;
-  std::string where_;
+  const std::string& op_;
+  const std::string& where_;
   const json_duplicate_key_handler& on_duplicate_;
   std::vector<std::unordered_set<std::string>> keys_; // of each open object, when duplicates are checked
   int open_ = 0;
@@ -120,7 +120,7 @@ Json parse_json_limited(std::string_view text, const std::string& op, const std:
                         const std::string& what = "not valid JSON",
                         const json_duplicate_key_handler& on_duplicate = nullptr) {
   Json root;
-  limited_dom_builder<Json> builder(root, where, on_duplicate);
+  limited_dom_builder<Json> builder(root, op, where, on_duplicate);
   try {
     Json::sax_parse(text.begin(), text.end(), &builder);
   } catch (const typename Json::parse_error& e) {
@@ -130,10 +130,6 @@ Json parse_json_limited(std::string_view text, const std::string& op, const std:
                         (cut == std::string::npos ? msg : msg.substr(cut)));
   } catch (const typename Json::exception& e) {
     throw error(op, where + ": " + what + ": " + e.what());
-  } catch (const minibert::error&) {
-    throw;
-  } catch (const std::runtime_error& e) { // the depth limit
-    throw error(op, e.what());
   }
   return root;
 }

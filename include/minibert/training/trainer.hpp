@@ -108,8 +108,8 @@ private:
   /// SIGKILL inside remove_all would otherwise leave an incomplete checkpoint-N)
   static void discard_checkpoint_dir(const std::filesystem::path& dir);
   /// output_dir at the start of train(): removes what an interrupted save or rotation left (.checkpoint-N.tmp,
-  /// .checkpoint-N.del, atomic_write's temporary files) and, on resume, lists its checkpoint-N up to the resumed step (oldest first) so that
-  /// --save-total-limit counts them, as the Trainer's rotation does
+  /// .checkpoint-N.del, atomic_write's temporary files) and, on resume, lists its checkpoint-N up to the resumed
+  /// step (oldest first) so that --save-total-limit counts them, as the Trainer's rotation does
   void tidy_output_dir();
   bool improved(double value) const {
     if (!best_metric_) return true;
