@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # Installs everything minibert needs on a fresh Debian 12 machine, idempotently (no network use when all is present):
 #   build:      cmake, ninja, g++, Eigen 3.4, utf8proc, nlohmann-json, doctest, Google Benchmark, libcurl (the hub
-#               downloader) (Debian)
+#               downloader), OpenMPI (data-parallel training; iproute2 for the two-host test's network namespaces)
+#               (Debian)
 #   checks:     clang with libFuzzer, the sanitizer runtimes and libomp (the asan and fuzz presets), llvm (llvm-cov
 #               and llvm-profdata for scripts/fuzz.sh --coverage) (Debian)
 #   model:      sentence-transformers/all-MiniLM-L6-v2 (a pretrained BERT: 6 layers, hidden 384, bert-base-uncased's
@@ -27,7 +28,8 @@ model_rev=c9745ed1d9f207416be6d2e6f8de32d1f16199bf
 model_sha256=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
 
 pkgs=(cmake ninja-build g++ pkg-config libeigen3-dev libutf8proc-dev nlohmann-json3-dev doctest-dev libbenchmark-dev
-      libcurl4-openssl-dev python3 python3-venv python3-pip clang libclang-rt-dev libomp-dev llvm)
+      libcurl4-openssl-dev libopenmpi-dev openmpi-bin iproute2 python3 python3-venv python3-pip clang libclang-rt-dev
+      libomp-dev llvm)
 if [ "$want_refs" = 1 ]; then
   # libopenblas0-openmp: torch's strongest honest CPU BLAS here; the pthread flavour fights torch's threads
   pkgs+=(python3-torch python3-numpy libopenblas0-openmp)

@@ -6,6 +6,7 @@
 //   sentiment_trainer predict  --model DIR --input FILE [--output FILE]
 //   sentiment_trainer compare  RUN_DIR... [--output-dir DIR]
 //   sentiment_trainer download ORG/NAME [--revision R] [--include PATTERN] [--cache-dir DIR]
+//   mpirun -np N sentiment_trainer train ...   (data-parallel over N processes; docs/scaling.md)
 #include <minibert/bert.hpp>
 #include <minibert/detail/py_repr.hpp>
 #include <minibert/hub.hpp>
@@ -13,6 +14,12 @@
 #include <minibert/training/trainer.hpp>
 #if defined(MINIBERT_WITH_CUDA)
 #include <minibert/cuda/backend.hpp>
+#endif
+#if defined(MINIBERT_WITH_MPI)
+#include <minibert/distributed/mpi.hpp>
+#endif
+#if defined(MINIBERT_WITH_NCCL)
+#include <minibert/distributed/nccl.hpp>
 #endif
 
 #include <charconv>   // to_chars (predict's floats)
@@ -97,6 +104,45 @@ void copy_tokenizer_files(const fs::path& from, const fs::path& to) {
   const fs::path dir = fs::is_directory(from) ? from : from.parent_path();
   for (const char* f : tokenizer_files)
     if (fs::exists(dir / f)) atomic_copy_file(dir / f, to / f);
+}
+
+// the data-parallel job this process belongs to (null for a single process); main's error handler ends every rank
+// through it, so that the other ranks never wait for one that failed. Under mpirun with --device cuda, `bootstrap`
+// (MPI) hands NCCL its unique id.
+std::unique_ptr<distributed::communicator> bootstrap, job;
+
+// joins the job that mpirun or a torchrun-style launcher started: MPI for the CPU, NCCL for CUDA (bootstrapped
+// through MPI under mpirun, through MASTER_ADDR:MASTER_PORT otherwise); null for a single process
+distributed::communicator* join_job(const std::string& device) {
+  const distributed::launch_env env = distributed::launch_env::detect();
+  if (!env.distributed()) return nullptr;
+  const std::string launched = env.launcher + " started " + std::to_string(env.world_size) + " processes";
+  if (device == "cuda") {
+#if defined(MINIBERT_WITH_NCCL)
+#if defined(MINIBERT_WITH_MPI)
+    if (env.launcher == "mpirun") bootstrap = std::make_unique<distributed::mpi_communicator>();
+#endif
+    job = distributed::make_nccl_communicator(env, bootstrap.get());
+#else
+    throw error("train", launched + " on CUDA, but this sentiment_trainer was built without NCCL");
+#endif
+  } else {
+#if defined(MINIBERT_WITH_MPI)
+    job = std::make_unique<distributed::mpi_communicator>();
+#else
+    throw error("train", launched + ", but this sentiment_trainer was built without MPI (install libopenmpi-dev and "
+                                    "configure again)");
+#endif
+  }
+  if (job->rank() != 0) std::cout.rdbuf(nullptr); // only rank 0 prints
+  return job.get();
+}
+
+// evaluate and predict run in one process: several would write the same output
+void refuse_distributed(const char* command) {
+  const distributed::launch_env env = distributed::launch_env::detect();
+  MINIBERT_CHECK(!env.distributed(), command, env.launcher << " started " << env.world_size << " processes, but "
+                 << command << " runs in one process: launch it without mpirun");
 }
 
 // --device: runs f(device::cpu{}) or f(device::cuda{}) (when built with the CUDA backend and a GPU is present)
@@ -197,7 +243,9 @@ int cmd_train(int argc, char** argv) {
       .flag("load-best-model-at-end", "reload the best checkpoint (by --metric-for-best-model) after training")
       .option("metric-for-best-model", "loss, accuracy, f1, precision or recall", "loss")
       .option("early-stopping-patience", "stop after N evaluations without improvement (0: never)", "0")
-      .option("threads", "CPU threads (0: all cores)", "0");
+      .option("threads", "CPU threads (0: all cores)", "0")
+      .option("ddp-bucket-cap-mb", "under mpirun: gradient bucket size in MiB (all-reduced during the backward pass)", "25")
+      .option("ddp-timeout", "under mpirun: seconds a rank waits for the others before giving up", "1800");
   add_device_flag(c);
   if (!c.parse(argc, argv, 2, std::cout)) return 0;
   MINIBERT_CHECK(c.has("model") != c.has("config"), "train", "give exactly one of --model and --config");
@@ -230,8 +278,11 @@ int cmd_train(int argc, char** argv) {
   a.metric_for_best_model = c.str("metric-for-best-model");
   a.early_stopping_patience = c.integer("early-stopping-patience");
   a.threads = int(c.integer("threads"));
+  a.ddp_bucket_cap_mb = c.number("ddp-bucket-cap-mb");
+  a.ddp_timeout = c.integer("ddp-timeout");
   read_precision_flags(c, a);
   a.validate();
+  distributed::communicator* const comm = join_job(c.str("device"));
   parse_schedule_kind(a.lr_scheduler); // reject a bad name before any work
 
   // model and tokenizer locations
@@ -283,14 +334,17 @@ int cmd_train(int argc, char** argv) {
               << (test ? " / " + std::to_string(test->size()) + " test" : "") << " examples, labels "
               << py_list(full.label_names) << "\n";
 
-    trainer<float, D> t(*model, tok, a, std::cout);
+    trainer<float, D> t(*model, tok, a, std::cout, comm);
     const nlohmann::json train_metrics = t.train(train, a.eval_strategy == interval_strategy::no ? nullptr : &validation);
     print_metrics("train", train_metrics);
+    const bool writes = t.is_main(); // every rank evaluates its shard below; rank 0 writes
 
     // the fine-tuned model in the Hugging Face layout, with its tokenizer
-    save_pretrained(*model, a.output_dir);
-    copy_tokenizer_files(tok_path, a.output_dir);
-    atomic_write_bytes(fs::path(a.output_dir) / "train_results.json", train_metrics.dump(4) + "\n");
+    if (writes) {
+      save_pretrained(*model, a.output_dir);
+      copy_tokenizer_files(tok_path, a.output_dir);
+      atomic_write_bytes(fs::path(a.output_dir) / "train_results.json", train_metrics.dump(4) + "\n");
+    }
 
     report_data rep;
     rep.model = model_name;
@@ -316,7 +370,7 @@ int cmd_train(int argc, char** argv) {
       nlohmann::json m = r.metrics;
       m["epoch"] = train_metrics["epoch"];
       print_metrics(prefix, numbers_only(m));
-      atomic_write_bytes(fs::path(a.output_dir) / (prefix + "_results.json"), m.dump(4) + "\n");
+      if (writes) atomic_write_bytes(fs::path(a.output_dir) / (prefix + "_results.json"), m.dump(4) + "\n");
       rep.finals.push_back({name, prefix, m});
       finals.emplace_back(name, m);
     }
@@ -335,10 +389,14 @@ int cmd_train(int argc, char** argv) {
                                            : a.fp16 ? "fp16 mixed (matmuls on fp16-rounded operands, dynamic loss scaling)"
                                                     : "fp32") + " (" + D::name + ")"},
                  {"seed", std::to_string(a.seed)},
-                 {"threads", std::to_string(num_threads())}};
+                 {"threads", std::to_string(num_threads()) +
+                                 (comm ? " per process, " + std::to_string(comm->world_size()) + " processes (" +
+                                             comm->name() + ")"
+                                       : "")}};
     rep.notes.push_back(std::string("The reference experiment ran fp16 mixed precision on a GPU; this run computes ") +
                         (a.bf16 ? "its matmuls in bf16" : a.fp16 ? "its matmuls on fp16-rounded operands" : "in fp32") +
                         " on " + (std::is_same_v<D, device::cpu> ? "the CPU." : "the GPU."));
+    if (!writes) return 0;
     write_report(rep, a.output_dir);
 
     // summary table
@@ -368,6 +426,7 @@ int cmd_evaluate(int argc, char** argv) {
       .option("output", "metrics JSON file (default: <model>/evaluate_results.json)");
   add_inference_flags(c);
   if (!c.parse(argc, argv, 2, std::cout)) return 0;
+  refuse_distributed("evaluate");
   return on_device(c.str("device"), [&]<class D>(D) {
     inference_setup<D> m = load_for_inference<D>(c);
     const dataset data = read_dataset(c.str("data"), data_options(c, m.model->config().id2label, true));
@@ -392,6 +451,7 @@ int cmd_predict(int argc, char** argv) {
       .option("output", "JSON-lines file (default: standard output)");
   add_inference_flags(c);
   if (!c.parse(argc, argv, 2, std::cout)) return 0;
+  refuse_distributed("predict");
   return on_device(c.str("device"), [&]<class D>(D) {
     inference_setup<D> m = load_for_inference<D>(c);
     read_options o = data_options(c, m.model->config().id2label, false);
@@ -491,7 +551,12 @@ int cmd_download(int argc, char** argv) {
 int main(int argc, char** argv) {
   try {
     const std::string cmd = argc > 1 ? argv[1] : "";
-    if (cmd == "train") return cmd_train(argc, argv);
+    if (cmd == "train") {
+      const int rc = cmd_train(argc, argv);
+      job.reset(); // NCCL's clique, then MPI_Finalize on every rank
+      bootstrap.reset();
+      return rc;
+    }
     if (cmd == "evaluate") return cmd_evaluate(argc, argv);
     if (cmd == "predict") return cmd_predict(argc, argv);
     if (cmd == "compare") return cmd_compare(argc, argv);
@@ -502,10 +567,12 @@ int main(int argc, char** argv) {
     }
     std::cerr << (cmd.empty() ? "" : "unknown command '" + cmd + "'\n") << usage;
     return 2;
-  } catch (const minibert::error& e) {
-    std::cerr << "error: " << e.what() << "\n";
-    return 1;
   } catch (const std::exception& e) {
+    if (job && job->world_size() > 1) {
+      std::cerr << "error (rank " << job->rank() << " of " << job->world_size() << "): " << e.what()
+                << "\nending every rank of the job\n" << std::flush;
+      job->abort(1);
+    }
     std::cerr << "error: " << e.what() << "\n";
     return 1;
   }

@@ -11,6 +11,7 @@
 #include <initializer_list> // initializer_list
 #include <memory>           // shared_ptr, make_shared
 #include <string>           // string
+#include <unordered_map>    // unordered_map (hooked leaves)
 #include <unordered_set>    // unordered_set (topological sort)
 #include <utility>          // move
 #include <vector>           // vector
@@ -58,6 +59,10 @@ template <class T, class Device> struct node {
   std::vector<std::shared_ptr<node>> inputs;
   /// receives this node's gradient; calls accumulate(i, g) for each input i that needs one
   std::function<void(const tensor_t& grad, node& self)> backward_fn;
+  /// leaves only: runs once per backward pass, as soon as this leaf's gradient is complete (every node that feeds it
+  /// has run), like torch's register_post_accumulate_grad_hook; data-parallel training starts a bucket's
+  /// all-reduce from it while the backward pass goes on
+  std::function<void()> grad_ready_hook;
 
   bool is_leaf() const { return inputs.empty() && !released; }
   /// @brief whether input i wants a gradient
@@ -129,6 +134,11 @@ public:
     n_->grad = tensor_t();
     n_->grad_owned = false;
   }
+  /// @brief runs `hook` in every backward pass that reaches this leaf, once its gradient is complete (see node)
+  void set_grad_ready_hook(std::function<void()> hook) {
+    MINIBERT_CHECK(n_->is_leaf(), "autograd", "grad-ready hooks go on leaves (op " << n_->op << ")");
+    n_->grad_ready_hook = std::move(hook);
+  }
   /// @brief a leaf sharing this value's storage, outside the graph
   variable detach() const { return variable(n_->value, false); }
 
@@ -157,6 +167,7 @@ public:
         stack.pop_back();
       }
     }
+    hooked_leaf_uses pending(order);
     n_->add_grad(seed);
     for (auto it = order.rbegin(); it != order.rend(); ++it) {
       node_t* nd = it->get();
@@ -169,6 +180,7 @@ public:
         nd->backward_fn(nd->grad, *nd);
         if (prof) timer.finish(std::string("backward ") + nd->op);
       }
+      pending.consumer_done(*nd);
       // free the closure (and the tensors it saved), the inputs and the intermediate gradient
       profiler::backward_timer timer(prof);
       nd->backward_fn = nullptr;
@@ -180,6 +192,26 @@ public:
   }
 
 private:
+  // for each leaf with a grad-ready hook, how many edges of this backward pass still have to deliver into it
+  class hooked_leaf_uses {
+  public:
+    explicit hooked_leaf_uses(const std::vector<std::shared_ptr<node_t>>& order) {
+      for (const auto& nd : order)
+        for (const auto& in : nd->inputs)
+          if (in && in->requires_grad && in->grad_ready_hook && in->is_leaf()) ++left_[in.get()];
+    }
+    void consumer_done(const node_t& nd) {
+      if (left_.empty()) return;
+      for (const auto& in : nd.inputs) {
+        const auto it = in ? left_.find(in.get()) : left_.end();
+        if (it != left_.end() && --it->second == 0) in->grad_ready_hook();
+      }
+    }
+
+  private:
+    std::unordered_map<node_t*, int> left_;
+  };
+
   std::shared_ptr<node_t> n_;
 };
 

@@ -52,6 +52,8 @@ struct training_args {
   int threads = 0;                            ///< 0: all cores
   bool bf16 = false; ///< mixed precision: matmuls in bf16 with fp32 accumulation (training and evaluation)
   bool fp16 = false; ///< mixed precision: matmuls on fp16-rounded operands, dynamic loss scaling (GradScaler)
+  double ddp_bucket_cap_mb = 25; ///< data-parallel: gradient bucket size in MiB (the first bucket is at most 1 MiB)
+  std::int64_t ddp_timeout = 1800; ///< data-parallel: seconds a collective may wait for the other ranks
 
   /// @brief the matmul precision the flags select (autocast's dtype)
   matmul_precision precision() const {
@@ -78,6 +80,8 @@ struct training_args {
                    "load_best_model_at_end needs the save strategy to match the eval strategy (as transformers)");
     MINIBERT_CHECK(early_stopping_patience == 0 || eval_strategy != interval_strategy::no, "trainer",
                    "early stopping needs an eval strategy");
+    MINIBERT_CHECK(ddp_bucket_cap_mb > 0 && ddp_timeout > 0, "trainer",
+                   "ddp_bucket_cap_mb " << ddp_bucket_cap_mb << " and ddp_timeout " << ddp_timeout << " must be positive");
     MINIBERT_CHECK(!(bf16 && fp16), "trainer", "bf16 and fp16 mixed precision exclude each other (choose one)");
   }
 };

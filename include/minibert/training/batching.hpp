@@ -13,10 +13,10 @@
 #include <vector>    // vector
 
 #include <minibert/data.hpp>
+#include <minibert/distributed/sampler.hpp>
 #include <minibert/encoder.hpp>
 #include <minibert/tensor.hpp>
 #include <minibert/tokenizer.hpp>
-#include <minibert/torch_random.hpp>
 
 namespace minibert {
 
@@ -105,23 +105,16 @@ template <class D> model_batch<D> to_device(const model_batch<device::cpu>& b) {
   }
 }
 
-/// @brief the batches of one epoch as lists of row indices. Shuffled as transformers' Trainer shuffles (its
+/// @brief this rank's batches of one epoch as lists of row indices. Shuffled as transformers' Trainer shuffles (its
 /// RandomSampler, which accelerate turns into a SeedableRandomSampler: torch.randperm(n) from a generator seeded
 /// with seed + epoch), so that batch b of epoch e holds the rows of the Trainer's batch b, in its order; unless
-/// !shuffle (file order). With group_by_length, megabatches of 50 batches of that order are sorted by length
+/// !shuffle (file order). Across several processes, the rows are first sharded as DistributedSampler shards them
+/// (distributed/sampler.hpp). With group_by_length, megabatches of 50 batches of that order are sorted by length
 /// (longest first), like transformers' LengthGroupedSampler (which draws its own order; not reproduced).
 inline std::vector<std::vector<std::size_t>> epoch_batches(const tokenized_dataset& data, std::size_t batch_size,
                                                            bool shuffle, std::uint64_t seed, std::int64_t epoch,
-                                                           bool group_by_length) {
-  std::vector<std::size_t> order;
-  if (shuffle) {
-    torch_generator gen(seed + std::uint64_t(epoch));
-    const std::vector<std::int64_t> perm = torch_randperm(std::int64_t(data.size()), gen);
-    order.assign(perm.begin(), perm.end());
-  } else {
-    order.resize(data.size());
-    for (std::size_t i = 0; i < order.size(); ++i) order[i] = i;
-  }
+                                                           bool group_by_length, distributed::shard s = {}) {
+  std::vector<std::size_t> order = distributed::distributed_sampler_indices(data.size(), s, shuffle, seed, epoch);
   if (group_by_length) {
     const std::size_t mega = 50 * batch_size;
     for (std::size_t b = 0; b < order.size(); b += mega) {

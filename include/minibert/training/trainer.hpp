@@ -4,7 +4,12 @@
    Trainer's no-decay groups, an LR schedule stepped per optimizer step, gradient accumulation and clipping,
    logging every N steps (mean loss since the last log, learning rate, grad norm, epoch), evaluation and
    checkpoints per epoch or every N steps, resume that continues bit-identically, best-model reloading and early
-   stopping. Metrics and log entries carry transformers' names; trainer_state.json has its format. */
+   stopping. Metrics and log entries carry transformers' names; trainer_state.json has its format.
+
+   Given a communicator of several ranks it trains data-parallel as PyTorch's DistributedDataParallel: each rank
+   takes its DistributedSampler shard with batch_size rows per micro-batch, gradients are averaged in buckets that
+   start during the backward pass (distributed/ddp.hpp), logged losses are averaged over the ranks, evaluation is
+   sharded by batches and gathered (every rank gets the single-process metrics), and only rank 0 logs and writes. */
 
 #include <algorithm>  // max_element, sort
 #include <chrono>     // steady_clock
@@ -26,6 +31,8 @@
 #include <minibert/data.hpp>
 #include <minibert/detail/json_limits.hpp>
 #include <minibert/detail/py_repr.hpp>
+#include <minibert/distributed/communicator.hpp>
+#include <minibert/distributed/ddp.hpp>
 #include <minibert/heads.hpp>
 #include <minibert/io/atomic_file.hpp>
 #include <minibert/io/checkpoint.hpp>
@@ -53,9 +60,11 @@ template <class T = float, class Device = device::cpu> class trainer {
 public:
   using model_t = bert_for_sequence_classification<T, Device>;
 
-  /// @param log where log lines and warnings go (the progress bar goes to stderr on a terminal)
-  trainer(model_t& model, const tokenizer& tok, training_args args, std::ostream& log)
-      : model_(model), tok_(tok), args_(std::move(args)), log_(log), gen_(args_.seed) {
+  /// @param log where log lines and warnings go (the progress bar goes to stderr on a terminal); rank 0's only
+  /// @param comm the ranks to train with (data-parallel), or null for one process
+  trainer(model_t& model, const tokenizer& tok, training_args args, std::ostream& log,
+          distributed::communicator* comm = nullptr)
+      : model_(model), tok_(tok), args_(std::move(args)), comm_(comm), log_(is_main() ? log : silent_), gen_(args_.seed) {
     args_.validate();
     if (args_.threads > 0) set_num_threads(args_.threads);
   }
@@ -70,8 +79,9 @@ public:
   prediction_output evaluate(const dataset& data, const std::string& prefix = "eval");
 
   /// @brief one micro-batch: forward, loss (divided by the accumulation steps), backward; the loss is added to the
-  /// running sum on the device (no host synchronization)
-  void train_step(const model_batch<Device>& mb, std::int64_t accumulation_steps);
+  /// running sum on the device (no host synchronization). Across ranks, `last_micro_batch` starts the gradient
+  /// all-reduce during this backward pass; earlier micro-batches of an accumulation only accumulate.
+  void train_step(const model_batch<Device>& mb, std::int64_t accumulation_steps, bool last_micro_batch = true);
   /// @brief clip, AdamW step at the schedule's learning rate, schedule step, zero_grad; returns the gradients'
   /// sum of squares before clipping, on the device (undefined without clipping). With fp16 the gradients are
   /// unscaled first, and a step whose gradients hold inf/NaN is skipped together with its schedule step (as the
@@ -81,8 +91,12 @@ public:
   const nlohmann::json& log_history() const { return log_history_; }
   const training_args& args() const { return args_; }
   std::int64_t global_step() const { return global_step_; }
+  /// @brief rank 0, or the only process: the one that logs and writes
+  bool is_main() const { return rank() == 0; }
 
 private:
+  int rank() const { return comm_ ? comm_->rank() : 0; }
+  int world_size() const { return comm_ ? comm_->world_size() : 1; }
   // one log line in transformers' style, keys in its order, floats in Python's shortest round-trip form:
   // {'loss': 0.6206, 'grad_norm': 1.53, 'learning_rate': 3.92e-06, 'epoch': 0.33}
   void print_entry(const nlohmann::json& e) {
@@ -123,15 +137,20 @@ private:
   nlohmann::json state_json() const;
   /// the loss summed on the device since the last log, added to total_loss_ and reset; a non-finite sum is an error
   double take_logged_loss();
+  /// sums host values over the ranks in place (through device memory when the communicator reduces device memory)
+  void all_reduce_host(std::vector<double>& v, const char* what);
 
   model_t& model_;
   const tokenizer& tok_;
   training_args args_;
+  distributed::communicator* comm_;
+  std::ostream silent_{nullptr}; // log_ of the ranks other than 0
   std::ostream& log_;
   generator gen_;
   std::optional<adamw<T, Device>> opt_;
   std::optional<scheduler> sched_;
   std::optional<grad_scaler<T, Device>> scaler_; // with fp16: GradScaler's defaults, as the Trainer's accelerator
+  std::optional<distributed::gradient_reducer<T, Device>> reducer_; // across ranks
   nlohmann::json log_history_ = nlohmann::json::array();
   std::int64_t global_step_ = 0, max_steps_ = 0, steps_per_epoch_ = 0, batches_per_epoch_ = 0;
   double num_epochs_ = 0;
@@ -155,31 +174,38 @@ template <class T, class Device> prediction_output trainer<T, Device>::evaluate(
   model_.eval();
   const tokenized_dataset td = tokenize_dataset(tok_, data, std::size_t(args_.max_seq_length));
   const std::int64_t L = model_.config().num_labels();
-  prediction_output out;
-  out.logits.reserve(td.size());
-  double loss_sum = 0;
-  std::int64_t steps = 0;
+  const std::size_t B = std::size_t(args_.eval_batch_size), num_batches = (td.size() + B - 1) / B;
+  // logits (N, L) then each batch's loss x rows; across ranks, rank r computes batches r, r + W, ... (each exactly as
+  // one process would) and a sum all-reduce over zeros elsewhere gathers them bit for bit
+  std::vector<double> gathered(td.size() * std::size_t(L) + num_batches, 0.0);
+  double* const batch_loss = gathered.data() + td.size() * std::size_t(L);
   {
     no_grad ng;
     autocast<Device> mixed(args_.precision());
     generator eval_gen(0); // eval mode: dropout is off and draws nothing
     std::vector<std::size_t> idx;
-    for (std::size_t b = 0; b < td.size(); b += std::size_t(args_.eval_batch_size)) {
+    for (std::size_t b = std::size_t(rank()); b < num_batches; b += std::size_t(world_size())) {
       idx.clear();
-      for (std::size_t i = b; i < std::min(td.size(), b + std::size_t(args_.eval_batch_size)); ++i) idx.push_back(i);
+      for (std::size_t i = b * B; i < std::min(td.size(), (b + 1) * B); ++i) idx.push_back(i);
       const model_batch<Device> mb = to_device<Device>(collate(td, idx));
       const auto logits = model_.forward(mb.inputs, eval_gen);
-      if (mb.labels.defined()) loss_sum += to_double(item(model_.loss(logits, mb.labels).value())) * double(mb.size);
+      if (mb.labels.defined()) batch_loss[b] = to_double(item(model_.loss(logits, mb.labels).value())) * double(mb.size);
       const tensor<T> host_logits = to_host(logits.value());
-      std::vector<double> lv(std::size_t(host_logits.numel()));
-      for (std::size_t i = 0; i < lv.size(); ++i) lv[i] = to_double(host_logits.data()[i]);
-      for (std::int64_t r = 0; r < mb.size; ++r) {
-        out.logits.emplace_back(lv.begin() + r * L, lv.begin() + (r + 1) * L);
-        out.predictions.push_back(std::max_element(lv.begin() + r * L, lv.begin() + (r + 1) * L) - (lv.begin() + r * L));
-      }
-      ++steps;
+      for (std::int64_t i = 0; i < host_logits.numel(); ++i)
+        gathered[b * B * std::size_t(L) + std::size_t(i)] = to_double(host_logits.data()[i]);
     }
   }
+  if (world_size() > 1) all_reduce_host(gathered, "the evaluation's gather");
+  prediction_output out;
+  out.logits.reserve(td.size());
+  for (std::size_t r = 0; r < td.size(); ++r) {
+    const auto row = gathered.begin() + std::ptrdiff_t(r * std::size_t(L));
+    out.logits.emplace_back(row, row + L);
+    out.predictions.push_back(std::max_element(row, row + L) - row);
+  }
+  double loss_sum = 0;
+  for (std::size_t b = 0; b < num_batches; ++b) loss_sum += batch_loss[b];
+  const std::size_t steps = num_batches;
   if (was_training) model_.train();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (data.has_labels && !td.labels.empty()) {
@@ -230,8 +256,8 @@ template <class T, class Device> nlohmann::json trainer<T, Device>::state_json()
   s["best_model_checkpoint"] = best_checkpoint_.empty() ? nlohmann::json(nullptr) : nlohmann::json(best_checkpoint_);
   s["epoch"] = steps_per_epoch_ ? double(global_step_) / double(steps_per_epoch_) : 0.0;
   s["global_step"] = global_step_;
-  s["is_local_process_zero"] = true;
-  s["is_world_process_zero"] = true;
+  s["is_local_process_zero"] = comm_ ? comm_->local_rank() == 0 : true;
+  s["is_world_process_zero"] = is_main();
   s["log_history"] = log_history_;
   s["logging_steps"] = args_.logging_steps;
   s["eval_steps"] = args_.eval_steps;
@@ -244,6 +270,7 @@ template <class T, class Device> nlohmann::json trainer<T, Device>::state_json()
 
 template <class T, class Device> void trainer<T, Device>::save_checkpoint(std::int64_t epoch, std::int64_t batch_in_epoch) {
   namespace fs = std::filesystem;
+  if (!is_main()) return; // every rank holds the same weights and optimizer state
   const fs::path final_dir = fs::path(args_.output_dir) / ("checkpoint-" + std::to_string(global_step_));
   const fs::path tmp = fs::path(args_.output_dir) / (".checkpoint-" + std::to_string(global_step_) + ".tmp");
   fs::remove_all(tmp);
@@ -261,7 +288,8 @@ template <class T, class Device> void trainer<T, Device>::save_checkpoint(std::i
                     {"loss_since_log", to_double(item(loss_since_log_))},
                     {"last_logged_step", last_logged_step_},
                     {"evals_without_improvement", evals_without_improvement_},
-                    {"threads", num_threads()}};
+                    {"threads", num_threads()},
+                    {"world_size", world_size()}};
   if (scaler_) st["minibert"]["scaler"] = scaler_->state();
   atomic_write_bytes(tmp / "trainer_state.json", st.dump(2) + "\n");
   // the directory appears complete or not at all
@@ -292,6 +320,7 @@ template <class T, class Device> void trainer<T, Device>::discard_checkpoint_dir
 template <class T, class Device> void trainer<T, Device>::tidy_output_dir() {
   namespace fs = std::filesystem;
   std::vector<std::pair<std::int64_t, std::string>> found;
+  if (!is_main()) return; // rank 0 writes and rotates checkpoints
   for (const auto& e : fs::directory_iterator(args_.output_dir)) {
     const std::string name = e.path().filename().string();
     if (e.is_regular_file() && is_atomic_write_temp(name)) fs::remove(e.path());
@@ -320,6 +349,11 @@ template <class T, class Device> void trainer<T, Device>::load_checkpoint(const 
                  state_file.string() << ": missing or not a minibert trainer state");
   load_weights(model_, checkpoint::open(dir / "model.safetensors"), dir.string(), nullptr);
   const auto& m = st["minibert"];
+  const int saved_world = m.value("world_size", 1);
+  MINIBERT_CHECK(saved_world == world_size(), "trainer",
+                 state_file.string() << ": the checkpoint was written by " << saved_world << " process(es) and this run has "
+                 << world_size() << ": each rank's data shard and position in the epoch depend on the world size (resume "
+                    "with " << saved_world << ", or start a new run from its model.safetensors)");
   opt_->load_state(checkpoint::open(dir / "optimizer.safetensors"), m["optimizer"]);
   sched_->load_state({m["scheduler_step"].get<std::int64_t>()});
   gen_.set_state(m["rng"]["seed"].get<std::uint64_t>(), m["rng"]["offset"].get<std::uint64_t>());
@@ -345,8 +379,9 @@ template <class T, class Device> void trainer<T, Device>::load_checkpoint(const 
 }
 
 template <class T, class Device>
-void trainer<T, Device>::train_step(const model_batch<Device>& mb, std::int64_t accumulation_steps) {
+void trainer<T, Device>::train_step(const model_batch<Device>& mb, std::int64_t accumulation_steps, bool last_micro_batch) {
   autocast<Device> mixed(args_.precision()); // forward and backward: the backward's matmuls run at its precision too
+  if (reducer_) reducer_->prepare_backward(last_micro_batch);
   auto loss = model_.loss(model_.forward(mb.inputs, gen_), mb.labels);
   if (accumulation_steps > 1) loss = scale(loss, T(acc_t<T>(1) / acc_t<T>(accumulation_steps)));
   if (scaler_) loss.backward(scaler_->seed_like(loss)); // scaler.scale(loss).backward()
@@ -356,6 +391,7 @@ void trainer<T, Device>::train_step(const model_batch<Device>& mb, std::int64_t 
 
 template <class T, class Device> tensor<double, Device> trainer<T, Device>::optimizer_step() {
   tensor<double, Device> grad_sq;
+  if (reducer_) reducer_->finish(); // every rank now holds the gradients averaged over all ranks
   if (scaler_) scaler_->unscale(*opt_); // accelerate unscales before clipping
   if (args_.max_grad_norm > 0) grad_sq = clip_grad_norm_on_device(model_.parameters(), args_.max_grad_norm);
   bool ran = true;
@@ -371,8 +407,24 @@ template <class T, class Device> tensor<double, Device> trainer<T, Device>::opti
   return grad_sq;
 }
 
+template <class T, class Device> void trainer<T, Device>::all_reduce_host(std::vector<double>& v, const char* what) {
+  const auto n = std::int64_t(v.size());
+  if (comm_->memory() == distributed::memory_space::host)
+    return comm_->all_reduce_sum(v.data(), v.size(), distributed::element_type::f64, what);
+  auto& ctx = current_context<Device>();
+  tensor<double, Device> d = tensor<double, Device>::empty({n});
+  backend<Device>::upload(ctx, v.data(), d.data(), n);
+  comm_->all_reduce_sum(d.data(), v.size(), distributed::element_type::f64, what);
+  backend<Device>::download(ctx, d.data(), v.data(), n);
+}
+
 template <class T, class Device> double trainer<T, Device>::take_logged_loss() {
-  const double window = to_double(item(loss_since_log_));
+  double window = to_double(item(loss_since_log_));
+  if (world_size() > 1) { // the mean over the ranks, as the Trainer logs it
+    std::vector<double> w{window};
+    all_reduce_host(w, "all_reduce of the logged loss");
+    window = w[0] / double(world_size());
+  }
   if (!std::isfinite(window))
     throw error("trainer", "the loss is " + std::to_string(window) + " in the optimizer steps " +
                                std::to_string(last_logged_step_ + 1) + " to " + std::to_string(global_step_) +
@@ -390,7 +442,9 @@ template <class T, class Device> nlohmann::json trainer<T, Device>::train(const 
   fs::create_directories(args_.output_dir);
   const tokenized_dataset td = tokenize_dataset(tok_, train, std::size_t(args_.max_seq_length));
   const std::int64_t accum = args_.gradient_accumulation_steps;
-  batches_per_epoch_ = (std::int64_t(td.size()) + args_.batch_size - 1) / args_.batch_size;
+  const distributed::shard shard{rank(), world_size()};
+  const std::int64_t rows_per_rank = (std::int64_t(td.size()) + shard.world_size - 1) / shard.world_size;
+  batches_per_epoch_ = (rows_per_rank + args_.batch_size - 1) / args_.batch_size;
   steps_per_epoch_ = std::max<std::int64_t>(1, batches_per_epoch_ / accum);
   if (args_.max_steps > 0) {
     max_steps_ = args_.max_steps;
@@ -407,28 +461,39 @@ template <class T, class Device> nlohmann::json trainer<T, Device>::train(const 
   if (args_.fp16) scaler_.emplace();
   if (!args_.resume_from_checkpoint.empty()) load_checkpoint(args_.resume_from_checkpoint);
   tidy_output_dir();
+  if (world_size() > 1) {
+    comm_->set_timeout(std::chrono::seconds(args_.ddp_timeout));
+    const auto cap = std::size_t(args_.ddp_bucket_cap_mb * double(1 << 20));
+    reducer_.emplace(model_.parameters(), *comm_, distributed::bucket_options{std::min(cap, std::size_t(1) << 20), cap});
+    reducer_->broadcast_parameters();
+  }
 
   log_ << "***** Running training *****\n"
        << "  Num examples = " << td.size() << "\n  Num Epochs = " << std::int64_t(num_epochs_)
-       << "\n  Batch size = " << args_.batch_size << "\n  Gradient Accumulation steps = " << accum
+       << "\n  Batch size = " << args_.batch_size
+       << (world_size() > 1 ? "\n  Processes = " + std::to_string(world_size()) + " (" + comm_->name() + ")" +
+                                  "\n  Total train batch size (w. parallel, distributed & accumulation) = " +
+                                  std::to_string(args_.batch_size * accum * world_size())
+                            : "")
+       << "\n  Gradient Accumulation steps = " << accum
        << "\n  Total optimization steps = " << max_steps_ << "\n  Warmup steps = " << warmup
        << "\n  Number of trainable parameters = " << model_.num_parameters() << "\n  Threads = " << num_threads()
        << "\n  Mixed precision = " << (args_.bf16 ? "bf16" : args_.fp16 ? "fp16 (dynamic loss scaling)" : "no")
        << "\n" << std::flush;
 
-  progress_bar bar("train", max_steps_);
+  progress_bar bar("train", max_steps_, is_main() ? stderr : nullptr);
   bar.start_at(global_step_);
   model_.train();
   std::string last_loss;
   for (std::int64_t epoch = resume_epoch_; epoch < std::int64_t(num_epochs_) && global_step_ < max_steps_ && !stop_early_;
        ++epoch) {
     const auto batches = epoch_batches(td, std::size_t(args_.batch_size), args_.shuffle, args_.seed, epoch,
-                                       args_.group_by_length);
+                                       args_.group_by_length, shard);
     const std::int64_t nb = std::int64_t(batches.size());
     std::int64_t first = epoch == resume_epoch_ ? resume_batch_ : 0;
     for (std::int64_t bi = first; bi < nb && global_step_ < max_steps_ && !stop_early_; ++bi) {
-      train_step(to_device<Device>(collate(td, batches[bi])), accum);
       const bool boundary = (bi + 1) % accum == 0 || bi + 1 == nb;
+      train_step(to_device<Device>(collate(td, batches[bi])), accum, boundary);
       if (!boundary) continue;
       const tensor<double, Device> grad_sq = optimizer_step();
       const double epoch_f = double(epoch) + double(bi + 1) / double(nb);
@@ -461,11 +526,13 @@ template <class T, class Device> nlohmann::json trainer<T, Device>::train(const 
   take_logged_loss(); // the steps since the last log count in train_loss, as the Trainer's final tr_loss.item()
   bar.finish();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (comm_) comm_->barrier(); // rank 0's last checkpoint is complete
   if (args_.load_best_model_at_end && !best_checkpoint_.empty() && fs::exists(best_checkpoint_)) {
     log_ << "Loading best model from " << best_checkpoint_ << " (score: " << *best_metric_ << ").\n";
     load_weights(model_, checkpoint::open(fs::path(best_checkpoint_) / "model.safetensors"), best_checkpoint_, nullptr);
   }
-  const double samples = args_.max_steps > 0 ? double(max_steps_ * args_.batch_size * accum) : double(td.size()) * args_.epochs;
+  const double samples =
+      args_.max_steps > 0 ? double(max_steps_ * args_.batch_size * accum * world_size()) : double(td.size()) * args_.epochs;
   nlohmann::json r = {{"train_runtime", std::round(secs * 1e4) / 1e4},
                       {"train_samples_per_second", std::round(samples / secs * 1e3) / 1e3},
                       {"train_steps_per_second", std::round(double(max_steps_) / secs * 1e3) / 1e3},
@@ -476,8 +543,7 @@ template <class T, class Device> nlohmann::json trainer<T, Device>::train(const 
   nlohmann::json shown = r;
   shown.erase("step");
   print_entry(shown);
-  nlohmann::json st = state_json();
-  atomic_write_bytes(fs::path(args_.output_dir) / "trainer_state.json", st.dump(2) + "\n");
+  if (is_main()) atomic_write_bytes(fs::path(args_.output_dir) / "trainer_state.json", state_json().dump(2) + "\n");
   return shown;
 }
 
