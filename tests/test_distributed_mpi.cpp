@@ -141,10 +141,10 @@ void check_same_training(const run& ddp, const run& single) {
 
 } // namespace
 
-TEST_CASE("two processes with batch 4 train as one process with batch 8") {
-  REQUIRE(world().world_size() == 2);
+// 2 ranks x `batch` rows x `accum` micro-batches against one process with the whole batch of 8
+void check_against_one_process(const std::string& name, std::int64_t batch, std::int64_t accum) {
   const fixture f;
-  const fs::path out = scratch("doubled_batch");
+  const fs::path out = scratch(name);
   run single;
   if (world().rank() == 0) {
     training_args a = base_args(out / "single");
@@ -152,27 +152,20 @@ TEST_CASE("two processes with batch 4 train as one process with batch 8") {
     single = train_once(f, a, nullptr);
   }
   training_args a = base_args(out / "ddp");
-  a.batch_size = 4;
+  a.batch_size = batch;
+  a.gradient_accumulation_steps = accum;
   const run ddp = train_once(f, a, &world());
   check_ranks_hold_the_same_weights(ddp.weights);
   if (world().rank() == 0) check_same_training(ddp, single);
 }
 
+TEST_CASE("two processes with batch 4 train as one process with batch 8") {
+  REQUIRE(world().world_size() == 2);
+  check_against_one_process("doubled_batch", 4, 1);
+}
+
 TEST_CASE("gradient accumulation across processes: 2 ranks x 2 micro-batches of 2 train as one batch of 8") {
-  const fixture f;
-  const fs::path out = scratch("accumulation");
-  run single;
-  if (world().rank() == 0) {
-    training_args a = base_args(out / "single");
-    a.batch_size = 8;
-    single = train_once(f, a, nullptr);
-  }
-  training_args a = base_args(out / "ddp");
-  a.batch_size = 2;
-  a.gradient_accumulation_steps = 2;
-  const run ddp = train_once(f, a, &world());
-  check_ranks_hold_the_same_weights(ddp.weights);
-  if (world().rank() == 0) check_same_training(ddp, single);
+  check_against_one_process("accumulation", 2, 2);
 }
 
 TEST_CASE("sharded evaluation gives every rank exactly the single-process metrics and logits") {
