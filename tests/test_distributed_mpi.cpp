@@ -28,8 +28,13 @@ using namespace minibert;
 
 namespace {
 
+constexpr std::chrono::seconds collective_timeout{60};
+
 distributed::mpi_communicator& world() {
   static distributed::mpi_communicator w; // MPI_Finalize at exit
+  // a check that fails on one rank ends the other's wait in a collective instead of hanging
+  static const bool timeout_set = (w.set_timeout(collective_timeout), true);
+  (void)timeout_set;
   return w;
 }
 
@@ -79,6 +84,7 @@ training_args base_args(const fs::path& out) {
   a.save_strategy = interval_strategy::no;
   a.threads = 1;
   a.ddp_bucket_cap_mb = 0.05; // several buckets even for the tiny model
+  a.ddp_timeout = collective_timeout.count();
   return a;
 }
 
@@ -136,7 +142,7 @@ void check_same_training(const run& ddp, const run& single) {
   CHECK_MESSAGE(std::fabs(la - lb) <= 1e-5 * std::fabs(lb), "train_loss " << la << " vs " << lb);
   const double dw = max_abs_diff(ddp.weights, single.weights);
   MESSAGE("max |weight difference| after 10 steps: " << dw);
-  CHECK(dw <= 2e-6);
+  CHECK(dw <= 5e-7); // the summation order differs; one step with a wrong gradient moves weights by ~1e-3
 }
 
 } // namespace

@@ -32,14 +32,16 @@ struct bucket_options {
   std::size_t bucket_bytes = std::size_t(25) << 20;
 };
 
-template <class T, class Device> class gradient_reducer {
-  static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>, "gradients are reduced in float or double");
+/// @brief the parameter types whose gradients the communicators sum (MPI has no 16-bit floating-point sum)
+template <class T> inline constexpr bool reducible_v = std::is_same_v<T, float> || std::is_same_v<T, double>;
 
+template <class T, class Device> class gradient_reducer {
 public:
   /// @param params the model's parameters in registration order (module::parameters())
   /// @throws minibert::error when the communicator cannot reach Device's memory
   gradient_reducer(std::vector<variable<T, Device>> params, communicator& comm, bucket_options opt = {})
       : params_(std::move(params)), comm_(comm), owner_(params_.size()), seen_(params_.size(), false) {
+    static_assert(reducible_v<T>, "gradients are reduced in float or double");
     constexpr bool host = std::is_same_v<Device, device::cpu>;
     MINIBERT_CHECK((comm.memory() == memory_space::host) == host, "gradient_reducer",
                    "the " << comm.name() << " communicator reduces " << (host ? "device" : "host") << " memory, but the "
@@ -85,7 +87,7 @@ public:
     for (auto& b : buckets_) {
       b.pending.wait();
       b.pending = work();
-      const T inv_world = T(1) / T(comm_.world_size());
+      const T inv_world = T(1.0f / float(comm_.world_size()));
       for_each_member(b, [&](variable<T, Device>& p, std::int64_t off) {
         tensor<T, Device> g = tensor<T, Device>::empty(p.shape());
         backend<Device>::scale(ctx(), inv_world, b.buffer.data() + off, g.data(), p.numel());

@@ -125,6 +125,7 @@ private:
   /// .checkpoint-N.del, atomic_write's temporary files) and, on resume, lists its checkpoint-N up to the resumed
   /// step (oldest first) so that --save-total-limit counts them, as the Trainer's rotation does
   void tidy_output_dir();
+  void start_gradient_reducer();
   bool improved(double value) const {
     if (!best_metric_) return true;
     return greater_is_better() ? value > *best_metric_ : value < *best_metric_;
@@ -317,6 +318,20 @@ template <class T, class Device> void trainer<T, Device>::discard_checkpoint_dir
   fs::remove_all(trash);
 }
 
+/// @brief distributed runs: buckets sized by --ddp-bucket-cap-mb, and every rank starts from rank 0's weights
+template <class T, class Device> void trainer<T, Device>::start_gradient_reducer() {
+  if constexpr (!distributed::reducible_v<T>) {
+    throw error("trainer", std::string("distributed training sums float or double gradients, and this model's "
+                                       "parameters are ") + dtype_name(dtype_v<T>) +
+                               " (keep fp32 parameters and use --bf16 or --fp16 mixed precision)");
+  } else {
+    comm_->set_timeout(std::chrono::seconds(args_.ddp_timeout));
+    const auto cap = std::size_t(args_.ddp_bucket_cap_mb * double(1 << 20));
+    reducer_.emplace(model_.parameters(), *comm_, distributed::bucket_options{std::min(cap, std::size_t(1) << 20), cap});
+    reducer_->broadcast_parameters();
+  }
+}
+
 template <class T, class Device> void trainer<T, Device>::tidy_output_dir() {
   namespace fs = std::filesystem;
   std::vector<std::pair<std::int64_t, std::string>> found;
@@ -461,12 +476,7 @@ template <class T, class Device> nlohmann::json trainer<T, Device>::train(const 
   if (args_.fp16) scaler_.emplace();
   if (!args_.resume_from_checkpoint.empty()) load_checkpoint(args_.resume_from_checkpoint);
   tidy_output_dir();
-  if (world_size() > 1) {
-    comm_->set_timeout(std::chrono::seconds(args_.ddp_timeout));
-    const auto cap = std::size_t(args_.ddp_bucket_cap_mb * double(1 << 20));
-    reducer_.emplace(model_.parameters(), *comm_, distributed::bucket_options{std::min(cap, std::size_t(1) << 20), cap});
-    reducer_->broadcast_parameters();
-  }
+  if (world_size() > 1) start_gradient_reducer();
 
   log_ << "***** Running training *****\n"
        << "  Num examples = " << td.size() << "\n  Num Epochs = " << std::int64_t(num_epochs_)
