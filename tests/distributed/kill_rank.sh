@@ -17,10 +17,13 @@ cat >"$work/config.json" <<'JSON'
  "intermediate_size": 64, "max_position_embeddings": 128, "hidden_act": "gelu"}
 JSON
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
+job=
 fail() {
   echo "kill_rank.sh: FAILED: $*" >&2
   exit 1
 }
+# a failed check leaves no rank behind
+trap '[ -z "$job" ] || pkill -9 -P "$job" 2>/dev/null || true; [ -z "$job" ] || kill -9 "$job" 2>/dev/null || true' EXIT
 
 # train [extra flags...]: mpirun -np 2 in the background into $work/$name, output in $work/$name.log
 start_training() {
@@ -42,27 +45,39 @@ rank_pid() {
   done
 }
 
+# the newest checkpoint's step in $work/$1 (0 when none)
+newest_step() {
+  local d step=0
+  for d in "$work/$1"/checkpoint-*; do
+    [ -d "$d" ] && [ "${d##*-}" -gt "$step" ] && step=${d##*-}
+  done
+  echo "$step"
+}
+
+# waits until the job writing into $work/$1 has saved a checkpoint at step $2 or later (--save-total-limit may
+# already have removed checkpoint-$2 itself)
 wait_for_checkpoint() {
   local i
   for i in $(seq 600); do
-    [ -d "$work/$1/checkpoint-$2" ] && return
+    [ "$(newest_step "$1")" -ge "$2" ] && return
     kill -0 "$job" 2>/dev/null || fail "$1 ended before checkpoint-$2: $(tail -5 "$work/$1.log")"
     sleep 0.2
   done
-  fail "$1: no checkpoint-$2 after 120 s"
+  fail "$1: no checkpoint at step $2 or later after 120 s"
 }
 
-# waits for the job to end; echoes its exit status and the seconds it took after $1 (date +%s%3N)
+# waits for the job to end; sets rc (its exit status) and secs (the seconds it took after $1, from date +%s%3N)
 wait_job() {
-  local rc=0
   for _ in $(seq 600); do
     kill -0 "$job" 2>/dev/null || break
     sleep 0.1
   done
-  kill -0 "$job" 2>/dev/null && { kill -9 "$job"; fail "the job still runs 60 s after the failure"; }
+  kill -0 "$job" 2>/dev/null && fail "the job still runs 60 s after the failure"
+  rc=0
   wait "$job" || rc=$?
+  job=
   local ms=$(($(date +%s%3N) - $1))
-  echo "$rc $((ms / 1000)).$(printf %03d $((ms % 1000)))"
+  secs=$((ms / 1000)).$(printf %03d $((ms % 1000)))
 }
 
 check_checkpoints_complete() {
@@ -82,7 +97,7 @@ for victim in 1 0; do
   [ -n "$pid" ] || fail "no process of rank $victim found"
   t0=$(date +%s%3N)
   kill -9 "$pid"
-  read -r rc secs < <(wait_job "$t0")
+  wait_job "$t0"
   echo "kill_rank.sh: rank $victim killed: the job ended in $secs s with status $rc"
   [ "$rc" -ne 0 ] || fail "the job exited 0 after rank $victim was killed"
   grep -q "rank $victim" "$work/$name.log" || fail "the job's output does not name rank $victim: $(tail -20 "$work/$name.log")"
@@ -90,8 +105,8 @@ for victim in 1 0; do
 done
 
 # a resume from the newest checkpoint the killed writer (rank 0) left trains on with 2 processes
-newest=$(ls -d "$work/killed-0"/checkpoint-* | sort -t- -k3 -n | tail -1)
-step=${newest##*-}
+step=$(newest_step killed-0)
+newest=$work/killed-0/checkpoint-$step
 mpirun -np 2 --oversubscribe --bind-to none "$prog" train --config "$work/config.json" \
   --tokenizer "$shared/data/bert-base-uncased" --train "$work/train.tsv" --validation-split 0.1 \
   --output-dir "$work/killed-0" --batch-size 4 --max-steps $((step + 2)) --eval-strategy no --save-strategy steps \
@@ -107,7 +122,7 @@ pid=$(rank_pid "$name" 1)
 [ -n "$pid" ] || fail "no process of rank 1 found"
 t0=$(date +%s%3N)
 kill -STOP "$pid"
-read -r rc secs < <(wait_job "$t0")
+wait_job "$t0"
 kill -9 "$pid" 2>/dev/null || true
 echo "kill_rank.sh: rank 1 stopped: the job ended in $secs s with status $rc"
 [ "$rc" -ne 0 ] || fail "the job exited 0 after rank 1 stopped"
