@@ -4,7 +4,8 @@
 #   1. one process, 1 thread, batch 32
 #   2. mpirun -np 2, 1 thread each, batch 32 per process (global batch 64)
 #   3. one process, 2 threads, batch 64 (the same global batch on the same cores, without communication)
-# and the ratios docs/scaling.md quotes: samples/s per process of (2) against (1), and (2) against (3).
+# and the ratios docs/scaling.md quotes: samples/s per process of (2) against (1), and (2) against (3); with (2)'s
+# exposed communication (rank 0's wait for all-reduces after its backward passes).
 # usage: benchmarks/run_distributed_bench.sh [BUILD_DIR] [STEPS]   (BUILD_DIR: a build with MPI; default build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -40,6 +41,7 @@ one=$(run one env OMP_NUM_THREADS=1 -- --threads 1 --batch-size 32)
 echo "1 process x 1 thread, batch 32:               $one samples/s"
 two=$(run two mpirun -np 2 --bind-to core -x OMP_NUM_THREADS=1 -- --threads 1 --batch-size 32)
 echo "2 processes x 1 thread, batch 32 per process: $two samples/s (MPI)"
+echo "  rank 0: $(sed -n 's/^Gradient all-reduce/gradient all-reduce/p' "$work/two.log")"
 wide=$(run wide env OMP_NUM_THREADS=2 -- --threads 2 --batch-size 64)
 echo "1 process x 2 threads, batch 64:              $wide samples/s"
 python3 - "$one" "$two" "$wide" <<'PY'

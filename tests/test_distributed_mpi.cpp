@@ -90,6 +90,7 @@ training_args base_args(const fs::path& out) {
 
 struct run {
   nlohmann::json metrics, history;
+  std::string log;
   std::vector<float> weights;
 };
 
@@ -102,6 +103,7 @@ run train_once(const fixture& f, const training_args& a, distributed::communicat
   run r;
   r.metrics = t.train(f.train, nullptr);
   r.history = t.log_history();
+  r.log = log.str();
   for (const auto& p : model.parameters()) {
     const tensor<float> v = contiguous(p.value());
     r.weights.insert(r.weights.end(), v.data(), v.data() + v.numel());
@@ -140,6 +142,7 @@ void check_same_training(const run& ddp, const run& single) {
   CHECK(steps == 10);
   const double la = ddp.metrics["train_loss"], lb = single.metrics["train_loss"];
   CHECK_MESSAGE(std::fabs(la - lb) <= 1e-5 * std::fabs(lb), "train_loss " << la << " vs " << lb);
+  CHECK_MESSAGE(ddp.log.find("Gradient all-reduce (") != std::string::npos, ddp.log); // how much was hidden
   const double dw = max_abs_diff(ddp.weights, single.weights);
   MESSAGE("max |weight difference| after 10 steps: " << dw);
   CHECK(dw <= 5e-7); // the summation order differs; one step with a wrong gradient moves weights by ~1e-3

@@ -14,6 +14,7 @@
      reducer.finish(); optimizer step          */
 
 #include <algorithm> // fill
+#include <chrono>    // steady_clock
 #include <cstddef>   // size_t
 #include <cstdint>   // int64_t
 #include <string>    // string, to_string
@@ -85,7 +86,9 @@ public:
     for (auto& b : buckets_) b.ready = b.members.size();
     launch_ready_buckets();
     for (auto& b : buckets_) {
+      const auto t0 = std::chrono::steady_clock::now();
       b.pending.wait();
+      exposed_ += std::chrono::steady_clock::now() - t0;
       b.pending = work();
       const T inv_world = T(1.0f / float(comm_.world_size()));
       for_each_member(b, [&](variable<T, Device>& p, std::int64_t off) {
@@ -103,6 +106,8 @@ public:
   std::size_t num_buckets() const { return buckets_.size(); }
   /// @brief how many buckets had started before the last finish() (started by hooks during the backward pass)
   std::size_t launched_during_backward() const { return launched_in_backward_; }
+  /// @brief seconds finish() has waited for all-reduces in all: the communication the backward pass did not hide
+  double exposed_seconds() const { return exposed_.count(); }
 
 private:
   struct bucket {
@@ -170,6 +175,7 @@ private:
   std::vector<std::size_t> owner_; // parameter index -> bucket index
   std::vector<bool> seen_;
   std::size_t next_launch_ = 0, launched_in_backward_ = 0;
+  std::chrono::duration<double> exposed_{0};
   bool sync_ = true;
 };
 

@@ -17,6 +17,7 @@
 #include <cstdint>    // int64_t
 #include <filesystem> // path, rename, remove_all
 #include <fstream>    // ifstream
+#include <iomanip>    // setprecision (the all-reduce summary)
 #include <iterator>   // istreambuf_iterator (trainer_state.json)
 #include <limits>     // infinity
 #include <optional>   // optional
@@ -126,6 +127,7 @@ private:
   /// step (oldest first) so that --save-total-limit counts them, as the Trainer's rotation does
   void tidy_output_dir();
   void start_gradient_reducer();
+  void log_gradient_reduction(double train_seconds);
   bool improved(double value) const {
     if (!best_metric_) return true;
     return greater_is_better() ? value > *best_metric_ : value < *best_metric_;
@@ -332,6 +334,15 @@ template <class T, class Device> void trainer<T, Device>::start_gradient_reducer
   }
 }
 
+/// @brief how much of the gradients' communication the backward pass hid (this rank's view)
+template <class T, class Device> void trainer<T, Device>::log_gradient_reduction(double train_seconds) {
+  const double exposed = reducer_->exposed_seconds();
+  log_ << "Gradient all-reduce (" << reducer_->num_buckets() << " buckets, " << reducer_->launched_during_backward()
+       << " started during the last backward pass): " << std::fixed << std::setprecision(2) << exposed
+       << " s of waiting after the backward passes, " << std::setprecision(1) << 100.0 * exposed / train_seconds
+       << "% of the training time\n" << std::defaultfloat;
+}
+
 template <class T, class Device> void trainer<T, Device>::tidy_output_dir() {
   namespace fs = std::filesystem;
   std::vector<std::pair<std::int64_t, std::string>> found;
@@ -536,6 +547,7 @@ template <class T, class Device> nlohmann::json trainer<T, Device>::train(const 
   take_logged_loss(); // the steps since the last log count in train_loss, as the Trainer's final tr_loss.item()
   bar.finish();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  if (reducer_) log_gradient_reduction(secs);
   if (comm_) comm_->barrier(); // rank 0's last checkpoint is complete
   if (args_.load_best_model_at_end && !best_checkpoint_.empty() && fs::exists(best_checkpoint_)) {
     log_ << "Loading best model from " << best_checkpoint_ << " (score: " << *best_metric_ << ").\n";
