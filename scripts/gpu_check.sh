@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # The GPU check, in two halves so that the GPU machine spends no time compiling:
 #   scripts/gpu_check.sh build [DIR]   here (nvcc needs no GPU): configures DIR (default build-gpu) and builds only the
-#                                      GPU programs: tests/test_backend_ops, tests/test_cuda_model, benchmarks/bench_bert
+#                                      GPU programs: tests/test_backend_ops, tests/test_cuda_model, tests/test_distributed
+#                                      (its NCCL case), benchmarks/bench_bert
 #   scripts/gpu_check.sh run [DIR]     on the GPU machine (the device tool carries DIR/tests and DIR/benchmarks): runs the
 #                                      GPU tests and benchmarks with time limits and writes $OUT/gpu_check.json (GPU name,
 #                                      each test case's result, each benchmark's figure); finishes in under 8 minutes.
@@ -15,8 +16,9 @@ if [ "$mode" = build ]; then
   set -e
   cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMINIBERT_CUDA=ON -DMINIBERT_BUILD_BENCHMARKS=ON \
         -DMINIBERT_NATIVE=OFF -DMINIBERT_BUILD_EXAMPLES=ON
-  cmake --build "$dir" --target test_backend_ops test_cuda_model bench_bert
-  ls -la "$dir/tests/test_backend_ops" "$dir/tests/test_cuda_model" "$dir/benchmarks/bench_bert"
+  cmake --build "$dir" --target test_backend_ops test_cuda_model test_distributed bench_bert
+  ls -la "$dir/tests/test_backend_ops" "$dir/tests/test_cuda_model" "$dir/tests/test_distributed" \
+         "$dir/benchmarks/bench_bert"
   exit 0
 fi
 
@@ -25,7 +27,8 @@ mkdir -p "$out"
 log() { echo "[gpu_check $(date +%T)] $*"; }
 gpu=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -1)
 log "GPU: $gpu"
-for exe in "$dir/tests/test_backend_ops" "$dir/tests/test_cuda_model" "$dir/benchmarks/bench_bert"; do
+for exe in "$dir/tests/test_backend_ops" "$dir/tests/test_cuda_model" "$dir/tests/test_distributed" \
+           "$dir/benchmarks/bench_bert"; do
   missing=$(ldd "$exe" 2>/dev/null | grep "not found" || true)
   [ -n "$missing" ] && log "$exe: missing libraries: $missing"
 done
@@ -36,6 +39,12 @@ for t in test_backend_ops test_cuda_model; do
   echo "exit $?" >>"$out/$t.log"
   tail -3 "$out/$t.log"
 done
+# the NCCL communicator on one GPU (the other cases of test_distributed need the Python references: CPU-only)
+log "running test_distributed (NCCL)"
+timeout 120 "$dir/tests/test_distributed" "-tc=nccl_communicator*" --reporters=junit \
+  --out="$out/test_distributed.xml" >"$out/test_distributed.log" 2>&1
+echo "exit $?" >>"$out/test_distributed.log"
+tail -3 "$out/test_distributed.log"
 # benchmarks: bert-base (batch 32, seq 128) inference and training step, GPU fp32 and TF32, and the CPU of the same
 # machine for the ratio
 log "benchmarks"
