@@ -2,11 +2,13 @@
 # SPDX-License-Identifier: MIT
 # The GPU check, in two halves so that the GPU machine spends no time compiling:
 #   scripts/gpu_check.sh build [DIR]   here (nvcc needs no GPU): configures DIR (default build-gpu) and builds only the
-#                                      GPU programs: tests/test_backend_ops, tests/test_cuda_model, tests/test_distributed
-#                                      (its NCCL case), benchmarks/bench_bert
+#                                      GPU programs: tests/test_backend_ops, tests/test_cuda_model, tests/test_cuda_gemm,
+#                                      tests/test_distributed (its NCCL case), benchmarks/bench_bert and
+#                                      benchmarks/bench_gemm_cuda, benchmarks/gemm_workbench
 #   scripts/gpu_check.sh run [DIR]     on the GPU machine (the device tool carries DIR/tests and DIR/benchmarks): runs the
 #                                      GPU tests and benchmarks with time limits and writes $OUT/gpu_check.json (GPU name,
-#                                      each test case's result, each benchmark's figure); finishes in under 8 minutes.
+#                                      each test case's result, each benchmark's figure) and prints the GEMM table
+#                                      (own kernel against cuBLASLt); every step has a time limit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
@@ -16,9 +18,10 @@ if [ "$mode" = build ]; then
   set -e
   cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMINIBERT_CUDA=ON -DMINIBERT_BUILD_BENCHMARKS=ON \
         -DMINIBERT_NATIVE=OFF -DMINIBERT_BUILD_EXAMPLES=ON
-  cmake --build "$dir" --target test_backend_ops test_cuda_model test_distributed bench_bert
-  ls -la "$dir/tests/test_backend_ops" "$dir/tests/test_cuda_model" "$dir/tests/test_distributed" \
-         "$dir/benchmarks/bench_bert"
+  cmake --build "$dir" --target test_backend_ops test_cuda_model test_cuda_gemm test_distributed bench_bert \
+                                bench_gemm_cuda gemm_workbench
+  ls -la "$dir/tests/test_backend_ops" "$dir/tests/test_cuda_model" "$dir/tests/test_cuda_gemm" \
+         "$dir/tests/test_distributed" "$dir/benchmarks/bench_bert" "$dir/benchmarks/bench_gemm_cuda"
   exit 0
 fi
 
@@ -27,13 +30,13 @@ mkdir -p "$out"
 log() { echo "[gpu_check $(date +%T)] $*"; }
 gpu=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -1)
 log "GPU: $gpu"
-for exe in "$dir/tests/test_backend_ops" "$dir/tests/test_cuda_model" "$dir/tests/test_distributed" \
-           "$dir/benchmarks/bench_bert"; do
+for exe in "$dir/tests/test_backend_ops" "$dir/tests/test_cuda_model" "$dir/tests/test_cuda_gemm" \
+           "$dir/tests/test_distributed" "$dir/benchmarks/bench_bert" "$dir/benchmarks/bench_gemm_cuda"; do
   missing=$(ldd "$exe" 2>/dev/null | grep "not found" || true)
   [ -n "$missing" ] && log "$exe: missing libraries: $missing"
 done
 # tests: doctest's JUnit report per program (fp32, TF32 off: the tolerances assume it)
-for t in test_backend_ops test_cuda_model; do
+for t in test_backend_ops test_cuda_model test_cuda_gemm; do
   log "running $t"
   env -u MINIBERT_ALLOW_TF32 timeout 240 "$dir/tests/$t" --reporters=junit --out="$out/$t.xml" >"$out/$t.log" 2>&1
   echo "exit $?" >>"$out/$t.log"
@@ -54,6 +57,13 @@ MINIBERT_ALLOW_TF32=1 timeout 120 "$dir/benchmarks/bench_bert" --benchmark_filte
   --benchmark_format=json --benchmark_out="$out/bench_cuda_tf32.json" >/dev/null 2>"$out/bench_cuda_tf32.err"
 OMP_NUM_THREADS=$(nproc) timeout 150 "$dir/benchmarks/bench_bert" --benchmark_filter=BM_BertTrainStep_Cpu \
   --benchmark_min_time=5 --benchmark_format=json --benchmark_out="$out/bench_cpu.json" >/dev/null 2>"$out/bench_cpu.err"
+# GEMM: the workbench (validation of every version, then timing), and the own tensor-core kernel beside cuBLASLt at
+# bert-base's shapes and 8192^3
+for shape in "4096 768 3072" "8192 8192 8192"; do
+  timeout 60 "$dir/benchmarks/gemm_workbench" $shape 2>&1 | tee -a "$out/gemm_workbench.log"
+done
+timeout 150 "$dir/benchmarks/bench_gemm_cuda" --benchmark_format=json --benchmark_out="$out/bench_gemm_cuda.json" \
+  >/dev/null 2>"$out/bench_gemm_cuda.err"
 python3 - "$out" "$gpu" <<'PY'
 import glob, json, os, sys
 import xml.etree.ElementTree as ET
@@ -68,14 +78,24 @@ for xml in sorted(glob.glob(os.path.join(out, "test_*.xml"))):
     for case in root.iter("testcase"):
         status = "failed" if case.find("failure") is not None or case.find("error") is not None else "passed"
         summary["tests"][case.get("name")] = status
-for name in ("bench_cuda_fp32", "bench_cuda_tf32", "bench_cpu"):
+for name in ("bench_cuda_fp32", "bench_cuda_tf32", "bench_cpu", "bench_gemm_cuda"):
     path = os.path.join(out, name + ".json")
     try:
         for b in json.load(open(path))["benchmarks"]:
-            summary["benchmarks"][f"{name}:{b['name']}"] = {k: b.get(k) for k in ("real_time", "time_unit", "samples_per_s", "error_message") if k in b}
+            summary["benchmarks"][f"{name}:{b['name']}"] = {k: b.get(k) for k in ("real_time", "time_unit", "samples_per_s", "TFLOP/s", "own_kernel", "error_message") if k in b}
     except Exception as e:
         summary["benchmarks"][name] = f"no result: {e}"
 json.dump(summary, open(os.path.join(out, "gpu_check.json"), "w"), indent=2)
+# the GEMM table of docs/benchmarks.md: own kernel against cuBLASLt, shape by shape
+gemm = {k.split(":", 1)[1]: v for k, v in summary["benchmarks"].items() if k.startswith("bench_gemm_cuda:")}
+for name, own in sorted(gemm.items()):
+    if "_Own_" not in name or "TFLOP/s" not in own:
+        continue
+    lt = gemm.get(name.replace("_Own_", "_CublasLt_"), {})
+    if "TFLOP/s" in lt:
+        own_tf, lt_tf = own["TFLOP/s"], lt["TFLOP/s"]  # the counter is already in TFLOP/s
+        print(f"{name.replace('BM_Gemm_Own_', '')}: own {own_tf:.1f} TFLOP/s, cuBLASLt {lt_tf:.1f}, "
+              f"ratio {own_tf / lt_tf:.3f}{'' if own.get('own_kernel') else ' (own provider declined: cuBLASLt ran)'}")
 failed = [k for k, v in summary["tests"].items() if v != "passed"]
 print(json.dumps({"gpu": gpu, "cases": len(summary["tests"]), "failed": failed}, indent=1))
 PY

@@ -11,6 +11,8 @@
 
 #include <cstddef> // size_t
 #include <cstdint> // int64_t, int32_t, uint8_t, uint64_t
+#include <cstdlib> // getenv
+#include <string>  // string
 
 #include <minibert/backend.hpp>
 #include <minibert/dtype.hpp>
@@ -23,6 +25,23 @@ int cuda_device_count() noexcept;
 /// @brief whether a CUDA device is usable
 inline bool cuda_available() noexcept { return cuda_device_count() > 0; }
 
+/// @brief who computes a matrix product: cuBLASLt, or minibert's own tensor-core kernels (cuda/gemm_mma.cuh), which
+/// take 16-bit operands (half and bfloat16 data, or fp32 data under bf16/fp16 matmul precision) on sm_80 and newer;
+/// what they do not take goes to cuBLASLt either way
+enum class gemm_provider { cublaslt, own };
+
+/// @brief the provider MINIBERT_GEMM_PROVIDER names ("cublaslt", the default, or "own"), read once per process
+/// @throws minibert::error for another value
+inline gemm_provider gemm_provider_from_env() {
+  static const gemm_provider p = [] {
+    const char* v = std::getenv("MINIBERT_GEMM_PROVIDER");
+    const std::string s = v ? v : "cublaslt";
+    MINIBERT_CHECK(s == "cublaslt" || s == "own", "gemm", "MINIBERT_GEMM_PROVIDER=" << s << ": expected cublaslt or own");
+    return s == "own" ? gemm_provider::own : gemm_provider::cublaslt;
+  }();
+  return p;
+}
+
 /// @brief A CUDA context: the stream every call is queued on, the cuBLASLt handle and its workspace, and a scratch
 /// arena (device memory, valid until the next scratch() call). Handles are opaque here (no CUDA types).
 template <> struct context<device::cuda> {
@@ -34,6 +53,9 @@ template <> struct context<device::cuda> {
   /// the precision of matrix products (precision.hpp; autocast<device::cuda>): bf16 / fp16 run cuBLASLt's
   /// CUBLAS_COMPUTE_32F_FAST_16BF / _16F on fp32 data (the fallback kernel, when cuBLASLt declines, stays fp32)
   matmul_precision matmul = matmul_precision::fp32;
+  /// who runs this context's matrix products (set it per call site, or for the process with MINIBERT_GEMM_PROVIDER)
+  gemm_provider gemm = gemm_provider_from_env();
+  std::uint64_t own_gemm_launches = 0; ///< products the own kernels ran on this context (tests and benchmarks read it)
   void* stream = nullptr;          ///< cudaStream_t
   void* blaslt = nullptr;          ///< cublasLtHandle_t
   void* workspace = nullptr;       ///< cuBLASLt workspace (device memory)

@@ -1,0 +1,78 @@
+// SPDX-License-Identifier: MIT
+// GEMM throughput on the GPU, the own tensor-core kernel (cuda/gemm_mma.cuh) beside cuBLASLt in the same process,
+// through backend<device::cuda>::gemm with the context's provider switched (built with the CUDA backend; every case
+// reports "no CUDA device" without a GPU).
+//   BM_Gemm/<provider>/<dtype>/M/N/K/ta/tb   one row-major product, bf16 or fp16 data, fp32 accumulation
+// Shapes: bert-base's linear layers at 4096 (32 x 128) and 16384 (32 x 512) tokens, forward (x w^T), the input
+// gradient (dy w) and the weight gradient (dy^T x), with K and N in 768, 2304 and 3072; and 8192^3.
+// Each iteration queues `launches` products and waits for them, so launch latency is amortized as in a training
+// step; the "TFLOP/s" counter is 2 M N K per product. scripts/gpu_check.sh turns the JSON into the table of
+// docs/benchmarks.md (with the fraction of the device's peak).
+
+#include <benchmark/benchmark.h>
+
+#include <cstdint> // int64_t
+#include <string>  // string
+#include <vector>  // vector
+
+#include <minibert/bert.hpp>
+#include <minibert/cuda/backend.hpp>
+
+namespace {
+using namespace minibert;
+using cuda = device::cuda;
+using i64 = std::int64_t;
+constexpr int launches = 20;
+
+template <class T> void bench_gemm(benchmark::State& state, gemm_provider provider) {
+  if (!cuda_available()) {
+    state.SkipWithError("no CUDA device");
+    return;
+  }
+  const i64 M = state.range(0), N = state.range(1), K = state.range(2);
+  const bool ta = state.range(3) != 0, tb = state.range(4) != 0;
+  auto& ctx = current_context<cuda>();
+  ctx.gemm = provider;
+  tensor<T, cuda> a = tensor<T, cuda>::empty({M * K}), b = tensor<T, cuda>::empty({K * N});
+  tensor<T, cuda> c = tensor<T, cuda>::empty({M * N});
+  backend<cuda>::fill(ctx, a.data(), a.numel(), T(0.01f));
+  backend<cuda>::fill(ctx, b.data(), b.numel(), T(0.02f));
+  const i64 lda = ta ? M : K, ldb = tb ? K : N;
+  auto run = [&] {
+    for (int i = 0; i < launches; ++i)
+      backend<cuda>::gemm(ctx, ta, tb, M, N, K, 1.f, a.data(), lda, b.data(), ldb, 0.f, c.data(), N);
+    backend<cuda>::synchronize(ctx);
+  };
+  run(); // warm-up: cuBLASLt's heuristics, the allocator, the clocks
+  const std::uint64_t own_before = ctx.own_gemm_launches;
+  for (auto _ : state) run();
+  state.counters["TFLOP/s"] = benchmark::Counter(2.0 * double(M) * double(N) * double(K) * launches * 1e-12,
+                                                 benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["own_kernel"] = ctx.own_gemm_launches > own_before ? 1 : 0; // 0: the own provider declined it
+  ctx.gemm = gemm_provider_from_env();
+}
+
+// (M, N, K, ta, tb) of bert-base's linear layers for `tokens` rows: forward, input gradient, weight gradient
+void bert_shapes(benchmark::internal::Benchmark* b) {
+  const i64 layers[][2] = {{768, 2304}, {768, 768}, {768, 3072}, {3072, 768}}; // (in, out): qkv, proj, ffn up, down
+  for (i64 tokens : {4096, 16384})
+    for (const auto& l : layers) {
+      const i64 in = l[0], out = l[1];
+      b->Args({tokens, out, in, 0, 1}); // y = x w^T
+      b->Args({tokens, in, out, 0, 0}); // dx = dy w
+      b->Args({out, in, tokens, 1, 0}); // dw = dy^T x
+    }
+  b->Args({8192, 8192, 8192, 0, 1});
+}
+
+void BM_Gemm_Own_BF16(benchmark::State& s) { bench_gemm<bfloat16>(s, gemm_provider::own); }
+void BM_Gemm_CublasLt_BF16(benchmark::State& s) { bench_gemm<bfloat16>(s, gemm_provider::cublaslt); }
+void BM_Gemm_Own_FP16(benchmark::State& s) { bench_gemm<half>(s, gemm_provider::own); }
+void BM_Gemm_CublasLt_FP16(benchmark::State& s) { bench_gemm<half>(s, gemm_provider::cublaslt); }
+
+} // namespace
+
+BENCHMARK(BM_Gemm_Own_BF16)->Apply(bert_shapes)->ArgNames({"M", "N", "K", "ta", "tb"})->UseRealTime()->MinTime(0.2);
+BENCHMARK(BM_Gemm_CublasLt_BF16)->Apply(bert_shapes)->ArgNames({"M", "N", "K", "ta", "tb"})->UseRealTime()->MinTime(0.2);
+BENCHMARK(BM_Gemm_Own_FP16)->Apply(bert_shapes)->ArgNames({"M", "N", "K", "ta", "tb"})->UseRealTime()->MinTime(0.2);
+BENCHMARK(BM_Gemm_CublasLt_FP16)->Apply(bert_shapes)->ArgNames({"M", "N", "K", "ta", "tb"})->UseRealTime()->MinTime(0.2);

@@ -1,0 +1,176 @@
+// SPDX-License-Identifier: MIT
+#pragma once
+/* minibert's own tensor-core GEMM (the "own" GEMM provider, gemm.cuh): C = alpha op(A) op(B) + beta C [+ bias on
+   every row], row-major, strided-batched, any transpose combination, with 16-bit operands (bf16 or fp16) and fp32
+   accumulation through mma.sync.m16n8k16 (sm_80 and newer; sm_90 runs the same instruction).
+
+   Which problems it takes: half and bfloat16 data, and fp32 data whose context asks for bf16 or fp16 matmul
+   precision (the operands are rounded to it on the way into shared memory, as cuBLASLt's FAST_16BF does). fp32 at
+   full precision (and TF32) and double stay with cuBLASLt.
+
+   Version 1 (this file): one block computes a 128 x 128 tile of C with 8 warps (2 x 4, 64 x 32 each: 4 x 4 mma tiles
+   of 16 x 8); the K loop steps 32 at a time through shared memory, where both operands are stored K-contiguous
+   (As[m][k], Bs[n][k], rows padded by 8 elements against bank conflicts) whatever their layout in global memory, so
+   the fragments of every transpose combination are read the same way. Edges are predicated (zeros past M, N, K), so
+   any size works. No cp.async pipeline, no ldmatrix, no swizzle yet: the workbench (benchmarks/cuda/gemm_workbench.cu)
+   is where the next versions are measured against this one and cuBLASLt.
+
+   Fragment layout of mma.m16n8k16 with g = lane / 4, c = lane % 4 (PTX ISA, "Matrix Fragments for mma.m16n8k16"):
+     A (16 x 16, row): a[0] = (g, 2c..2c+1), a[1] = (g+8, 2c..), a[2] = (g, 2c+8..), a[3] = (g+8, 2c+8..)
+     B (16 x 8, col):  b[0] = (k 2c..2c+1, n g), b[1] = (k 2c+8.., n g)
+     C (16 x 8, f32):  d[0..1] = (g, 2c..2c+1), d[2..3] = (g+8, 2c..2c+1)
+   each a[i] / b[i] a 32-bit register holding two consecutive k. */
+
+#ifndef __CUDACC__
+#error "minibert/cuda/gemm_mma.cuh needs nvcc; host code includes <minibert/cuda/backend.hpp>"
+#endif
+
+#include <cstdint>     // uint16_t, uint32_t
+#include <type_traits> // is_same_v
+
+#include <minibert/cuda/common.cuh>
+
+namespace minibert::cuda {
+
+namespace mma {
+
+inline constexpr int block_m = 128, block_n = 128, block_k = 32;
+inline constexpr int warps_m = 2, warps_n = 4, threads = 32 * warps_m * warps_n;
+inline constexpr int warp_m = block_m / warps_m, warp_n = block_n / warps_n; // 64 x 32
+inline constexpr int tiles_m = warp_m / 16, tiles_n = warp_n / 8;            // 4 x 4 mma tiles per warp
+inline constexpr int smem_ld = block_k + 8; // padded row: 40 16-bit elements (80 bytes)
+
+/// @brief the 16-bit bits of x rounded to the operand type Op (bfloat16 or half); x already of type Op passes as is
+template <class Op, class T> __device__ __forceinline__ std::uint16_t operand_bits(T x) {
+  if constexpr (std::is_same_v<T, Op>) return x.bits;
+  else return from_float<Op>(to_float(x)).bits;
+}
+
+/// @brief d += a b on the tensor cores: one m16n8k16 product, fp32 accumulation
+template <class Op>
+__device__ __forceinline__ void mma_16816(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2]) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+  if constexpr (std::is_same_v<Op, bfloat16>)
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  else
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#else
+  __trap(); // the host never launches this kernel below sm_80 (mma_gemm_supported)
+#endif
+}
+
+/// @brief two consecutive 16-bit elements of a K-contiguous shared row as one register
+__device__ __forceinline__ std::uint32_t pair_at(const std::uint16_t* row, int k) {
+  return *reinterpret_cast<const std::uint32_t*>(row + k);
+}
+
+// Loads the (rows x block_k) tile of a K-contiguous shared operand: dst[r][k] = op(X)(r0 + r, k0 + k) rounded to Op,
+// zero outside (rows_total, K). `k_major` says that X is stored with k as its row index ((K, rows): element (r, k) at
+// x[k ld + r]); otherwise it is stored (rows, K): x[r ld + k]. Consecutive threads read consecutive addresses either
+// way (coalesced); the transposed case pays bank conflicts on the shared store instead.
+template <class Op, class T, int rows>
+__device__ __forceinline__ void load_tile(std::uint16_t (*dst)[smem_ld], const T* x, i64 ld, bool k_major, i64 r0,
+                                          i64 rows_total, i64 k0, i64 K) {
+  constexpr int n = rows * block_k;
+  for (int i = threadIdx.x; i < n; i += threads) {
+    int r, k;
+    if (k_major) {
+      k = i / rows;
+      r = i % rows;
+    } else {
+      r = i / block_k;
+      k = i % block_k;
+    }
+    const i64 gr = r0 + r, gk = k0 + k;
+    std::uint16_t v = 0;
+    if (gr < rows_total && gk < K) v = operand_bits<Op>(k_major ? x[gk * ld + gr] : x[gr * ld + gk]);
+    dst[r][k] = v;
+  }
+}
+
+// C[z] (M,N) = alpha op(A[z]) op(B[z]) + beta C[z] (+ bias (N) on every row); C is not read when beta == 0.
+// grid (ceil(N/128), ceil(M/128), min(batch, 65535)), block 256; the z dim loops over the batch.
+template <class Op, class T>
+__global__ void __launch_bounds__(threads)
+    gemm_kernel(bool ta, bool tb, i64 M, i64 N, i64 K, float alpha, const T* a, i64 lda, i64 sa, const T* b, i64 ldb,
+                i64 sb, float beta, T* c, i64 ldc, i64 sc, i64 batch, const T* bias) {
+  __shared__ __align__(16) std::uint16_t As[block_m][smem_ld];
+  __shared__ __align__(16) std::uint16_t Bs[block_n][smem_ld];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
+  const int wm = (warp / warps_n) * warp_m, wn = (warp % warps_n) * warp_n; // this warp's corner in the block tile
+  const i64 m0 = i64(blockIdx.y) * block_m, n0 = i64(blockIdx.x) * block_n;
+  for (i64 z = blockIdx.z; z < batch; z += gridDim.z) {
+    const T* A = a + z * sa;
+    const T* B = b + z * sb;
+    T* C = c + z * sc;
+    float acc[tiles_m][tiles_n][4] = {};
+    for (i64 k0 = 0; k0 < K; k0 += block_k) {
+      // op(A) (M,K) is A (M,K) row-major, or A (K,M) when ta; op(B) (K,N) is B (K,N), or B (N,K) when tb: in shared
+      // memory op(B) is kept as its transpose (N,K), so B (N,K) is the K-contiguous case
+      load_tile<Op, T, block_m>(As, A, lda, ta, m0, M, k0, K);
+      load_tile<Op, T, block_n>(Bs, B, ldb, !tb, n0, N, k0, K);
+      __syncthreads();
+#pragma unroll
+      for (int kk = 0; kk < block_k; kk += 16) {
+        std::uint32_t af[tiles_m][4], bf[tiles_n][2];
+#pragma unroll
+        for (int i = 0; i < tiles_m; ++i) {
+          const std::uint16_t* top = As[wm + i * 16 + g];
+          const std::uint16_t* bottom = As[wm + i * 16 + g + 8];
+          af[i][0] = pair_at(top, kk + 2 * q);
+          af[i][1] = pair_at(bottom, kk + 2 * q);
+          af[i][2] = pair_at(top, kk + 2 * q + 8);
+          af[i][3] = pair_at(bottom, kk + 2 * q + 8);
+        }
+#pragma unroll
+        for (int j = 0; j < tiles_n; ++j) {
+          const std::uint16_t* col = Bs[wn + j * 8 + g];
+          bf[j][0] = pair_at(col, kk + 2 * q);
+          bf[j][1] = pair_at(col, kk + 2 * q + 8);
+        }
+#pragma unroll
+        for (int i = 0; i < tiles_m; ++i)
+#pragma unroll
+          for (int j = 0; j < tiles_n; ++j) mma_16816<Op>(acc[i][j], af[i], bf[j]);
+      }
+      __syncthreads();
+    }
+    // epilogue: d[0..1] at (g, 2q..2q+1), d[2..3] at (g+8, 2q..2q+1) of each 16 x 8 tile
+#pragma unroll
+    for (int i = 0; i < tiles_m; ++i)
+#pragma unroll
+      for (int j = 0; j < tiles_n; ++j)
+#pragma unroll
+        for (int e = 0; e < 4; ++e) {
+          const i64 row = m0 + wm + i * 16 + g + (e >= 2 ? 8 : 0);
+          const i64 col = n0 + wn + j * 8 + 2 * q + (e & 1);
+          if (row >= M || col >= N) continue;
+          T* out = C + row * ldc + col;
+          float v = alpha * acc[i][j][e];
+          if (beta != 0.f) v += beta * to_float(*out);
+          if (bias) v += to_float(bias[col]);
+          *out = from_float<T>(v);
+        }
+  }
+}
+
+} // namespace mma
+
+/// @brief whether the current device has the tensor-core instructions of gemm_mma.cuh (compute capability 8.0+)
+inline bool mma_gemm_device() {
+  static const bool ok = [] {
+    int dev = 0, major = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) return false;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
+    return major >= 8;
+  }();
+  return ok;
+}
+
+} // namespace minibert::cuda

@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: MIT
+// The GEMM providers of the CUDA backend (cuda/gemm.cuh: cuBLASLt, and the own tensor-core kernel of
+// cuda/gemm_mma.cuh) against a double-precision host reference, on ragged shapes (sizes that are not multiples of the
+// kernel's 128 x 128 x 32 tiles), every transpose combination, padded leading dims, strided batches, alpha and beta,
+// and the bias epilogue; for bf16 and fp16 data and for fp32 data under bf16 / fp16 matmul precision. Built only with
+// the CUDA backend; skipped without a GPU.
+//
+// TOLERANCE. Both providers round the operands to 16 bits (the reference rounds them the same way) and accumulate in
+// fp32, in different orders: |got - want| <= eps_out (|alpha p| + |beta c| + |bias|) + 4 K 2^-24 |alpha| sum_k |a b|,
+// with eps_out the output type's unit roundoff (2^-8 bf16, 2^-11 fp16, 2^-24 fp32), doubled. One exception: on fp32
+// data cuBLASLt's FAST_16BF / FAST_16F modes do not document how they round the operands, so for that provider the
+// bound adds 2 u_op sum_k |a b| (u_op = 2^-8 bf16, 2^-11 fp16): the difference between any two roundings of them. The
+// own kernel rounds to nearest even, as the reference does, and gets no such term.
+
+#include <cmath>    // fabs
+#include <cstdint>  // int64_t, uint64_t
+#include <cstring>  // memcmp
+#include <iostream> // cout (skip notice)
+#include <random>   // mt19937, uniform_real_distribution
+#include <string>   // string
+#include <vector>   // vector
+
+#include <minibert/cuda/backend.hpp>
+
+#include "test_helpers.hpp"
+
+namespace {
+using namespace minibert;
+using cuda = device::cuda;
+using i64 = std::int64_t;
+
+bool skip_without_gpu(const char* name) {
+  if (cuda_available()) return false;
+  std::cout << "[minibert-skip] " << name << ": no CUDA device" << std::endl;
+  return true;
+}
+
+/// the value the GEMM multiplies: x rounded to the operand type (16 bits)
+float operand(float x, bool bf16) { return bf16 ? float(bfloat16(x)) : float(half(x)); }
+
+template <class T> double unit_roundoff() {
+  if constexpr (std::is_same_v<T, bfloat16>) return std::ldexp(1.0, -8);
+  else if constexpr (std::is_same_v<T, half>) return std::ldexp(1.0, -11);
+  else return std::ldexp(1.0, -24);
+}
+
+struct gemm_case {
+  bool ta, tb;
+  i64 M, N, K, batch;
+  float alpha, beta;
+};
+
+std::string describe(const gemm_case& c) {
+  return "ta=" + std::to_string(c.ta) + " tb=" + std::to_string(c.tb) + " M=" + std::to_string(c.M) +
+         " N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) + " batch=" + std::to_string(c.batch) +
+         " alpha=" + std::to_string(c.alpha) + " beta=" + std::to_string(c.beta);
+}
+
+template <class T> std::vector<T> random_values(std::size_t n, std::uint64_t seed) {
+  std::mt19937 rng(static_cast<unsigned>(seed));
+  std::uniform_real_distribution<float> u(-1.f, 1.f);
+  std::vector<T> v(n);
+  for (auto& x : v) x = T(u(rng));
+  return v;
+}
+
+template <class T> tensor<T, cuda> upload(const std::vector<T>& v) {
+  return to_device<cuda>(tensor<T>::from(v, {i64(v.size())}));
+}
+
+// One strided-batched product through backend<cuda>::gemm_batched with padded leading dims (ld = columns + 3) and
+// batch strides that are not multiples of anything, against the reference; operands rounded as `bf16_operands` says
+// (fp32 data: the context's matmul precision; 16-bit data is already its own operand type).
+template <class T> void check_gemm(const gemm_case& c, bool bf16_operands) {
+  const i64 a_rows = c.ta ? c.K : c.M, a_cols = c.ta ? c.M : c.K;
+  const i64 b_rows = c.tb ? c.N : c.K, b_cols = c.tb ? c.K : c.N;
+  const i64 lda = a_cols + 3, ldb = b_cols + 3, ldc = c.N + 2;
+  const i64 sa = a_rows * lda + 5, sb = b_rows * ldb + 1, sc = c.M * ldc + 7;
+  const auto a = random_values<T>(std::size_t(sa * c.batch), 1), b = random_values<T>(std::size_t(sb * c.batch), 2);
+  const auto c0 = random_values<T>(std::size_t(sc * c.batch), 3);
+  const tensor<T, cuda> da = upload(a), db = upload(b);
+  tensor<T, cuda> dc = upload(c0);
+  backend<cuda>::gemm_batched(current_context<cuda>(), c.ta, c.tb, c.M, c.N, c.K, c.alpha, da.data(), lda, sa,
+                              db.data(), ldb, sb, c.beta, dc.data(), ldc, sc, c.batch);
+  const tensor<T> got = to_host(dc);
+  const bool undocumented_rounding =
+      std::is_same_v<T, float> && current_context<cuda>().gemm == gemm_provider::cublaslt;
+  const double operand_rounding_slack =
+      undocumented_rounding ? 2 * (bf16_operands ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11)) : 0.0;
+
+  auto op_a = [&](i64 z, i64 m, i64 k) {
+    return double(operand(float(a[std::size_t(z * sa + (c.ta ? k * lda + m : m * lda + k))]), bf16_operands));
+  };
+  auto op_b = [&](i64 z, i64 k, i64 n) {
+    return double(operand(float(b[std::size_t(z * sb + (c.tb ? n * ldb + k : k * ldb + n))]), bf16_operands));
+  };
+  int bad = 0;
+  for (i64 z = 0; z < c.batch; ++z)
+    for (i64 m = 0; m < c.M; ++m)
+      for (i64 n = 0; n < c.N; ++n) {
+        double p = 0, mag = 0;
+        for (i64 k = 0; k < c.K; ++k) {
+          p += op_a(z, m, k) * op_b(z, k, n);
+          mag += std::fabs(op_a(z, m, k) * op_b(z, k, n));
+        }
+        const std::size_t at = std::size_t(z * sc + m * ldc + n);
+        const double old = double(float(c0[at]));
+        const double want = c.alpha * p + c.beta * old;
+        const double tol = 2 * unit_roundoff<T>() * (std::fabs(c.alpha * p) + std::fabs(c.beta * old)) +
+                           4 * double(c.K) * std::ldexp(1.0, -24) * std::fabs(c.alpha) * mag +
+                           operand_rounding_slack * std::fabs(c.alpha) * mag + 1e-30;
+        const double g = double(float(got.data()[at]));
+        if (std::fabs(g - want) > tol && ++bad <= 3)
+          FAIL_CHECK(describe(c) << ": C[" << z << "][" << m << "][" << n << "] = " << g << ", want " << want
+                                 << " (tolerance " << tol << ")");
+      }
+  // the padding between rows and between batches is untouched
+  for (i64 z = 0; z < c.batch; ++z)
+    for (i64 m = 0; m < c.M; ++m)
+      for (i64 n = c.N; n < ldc; ++n) {
+        const std::size_t at = std::size_t(z * sc + m * ldc + n);
+        if (std::memcmp(&got.data()[at], &c0[at], sizeof(T)) != 0 && ++bad <= 3)
+          FAIL_CHECK(describe(c) << ": wrote past column N");
+      }
+  CHECK_MESSAGE(bad == 0, describe(c) << ": " << bad << " wrong elements");
+}
+
+// ragged sizes around the 128 x 128 x 32 tile, every transpose combination, alpha/beta, and strided batches
+std::vector<gemm_case> cases() {
+  std::vector<gemm_case> out;
+  const i64 shapes[][3] = {{1, 1, 1}, {7, 5, 3}, {17, 33, 9}, {64, 64, 64}, {130, 129, 65}, {257, 200, 300}};
+  for (const auto& s : shapes)
+    for (int t = 0; t < 4; ++t) out.push_back({bool(t & 1), bool(t & 2), s[0], s[1], s[2], 1, 1.f, 0.f});
+  for (int t = 0; t < 4; ++t) out.push_back({bool(t & 1), bool(t & 2), 33, 47, 70, 3, 0.5f, -1.25f});
+  out.push_back({false, true, 129, 131, 40, 2, 1.f, 1.f});
+  return out;
+}
+
+/// runs `body` with the context's GEMM provider set to `p` (and its matmul precision to `prec`), restoring both,
+/// and checks that the own kernel ran when it was chosen
+template <class F> void with_provider(gemm_provider p, matmul_precision prec, F&& body) {
+  auto& ctx = current_context<cuda>();
+  const gemm_provider old_p = ctx.gemm;
+  const matmul_precision old_m = ctx.matmul;
+  const std::uint64_t before = ctx.own_gemm_launches;
+  ctx.gemm = p;
+  ctx.matmul = prec;
+  body();
+  ctx.gemm = old_p;
+  ctx.matmul = old_m;
+  if (p == gemm_provider::own)
+    CHECK_MESSAGE(ctx.own_gemm_launches > before, "the own GEMM did not run (it needs compute capability 8.0+)");
+  else CHECK(ctx.own_gemm_launches == before);
+}
+
+const gemm_provider providers[] = {gemm_provider::own, gemm_provider::cublaslt};
+const char* provider_name(gemm_provider p) { return p == gemm_provider::own ? "own" : "cublaslt"; }
+
+} // namespace
+
+TEST_CASE("cuda gemm: bf16 and fp16 data, every provider, ragged shapes and every transpose, against the reference") {
+  if (skip_without_gpu("cuda gemm")) return;
+  for (gemm_provider p : providers) {
+    CAPTURE(provider_name(p));
+    with_provider(p, matmul_precision::fp32, [] {
+      for (const gemm_case& c : cases()) {
+        check_gemm<bfloat16>(c, true);
+        check_gemm<half>(c, false);
+      }
+    });
+  }
+}
+
+TEST_CASE("cuda gemm: fp32 data under bf16 and fp16 matmul precision, every provider, against the reference") {
+  if (skip_without_gpu("cuda gemm")) return;
+  for (gemm_provider p : providers) {
+    CAPTURE(provider_name(p));
+    with_provider(p, matmul_precision::bf16, [] {
+      for (const gemm_case& c : cases()) check_gemm<float>(c, true);
+    });
+    with_provider(p, matmul_precision::fp16, [] {
+      for (const gemm_case& c : cases()) check_gemm<float>(c, false);
+    });
+  }
+}
+
+TEST_CASE("cuda gemm: linear_forward's bias epilogue on the own kernel equals cuBLASLt's within the tolerance") {
+  if (skip_without_gpu("cuda gemm")) return;
+  const i64 N = 130, K = 65, C = 129;
+  const auto x = random_values<bfloat16>(std::size_t(N * K), 7), w = random_values<bfloat16>(std::size_t(C * K), 8);
+  const auto bias = random_values<bfloat16>(std::size_t(C), 9);
+  const tensor<bfloat16, cuda> dx = upload(x), dw = upload(w), db = upload(bias);
+  std::vector<tensor<bfloat16>> outs;
+  for (gemm_provider p : providers)
+    with_provider(p, matmul_precision::fp32, [&] {
+      tensor<bfloat16, cuda> out = tensor<bfloat16, cuda>::empty({N, C});
+      backend<cuda>::linear_forward(current_context<cuda>(), dx.data(), dw.data(), db.data(), out.data(), N, K, C);
+      outs.push_back(to_host(out));
+    });
+  int bad = 0;
+  for (i64 i = 0; i < N; ++i)
+    for (i64 j = 0; j < C; ++j) {
+      double want = float(bias[std::size_t(j)]), mag = std::fabs(want);
+      for (i64 k = 0; k < K; ++k) {
+        const double t = double(float(x[std::size_t(i * K + k)])) * double(float(w[std::size_t(j * K + k)]));
+        want += t;
+        mag += std::fabs(t);
+      }
+      for (const auto& o : outs) {
+        const double g = float(o.data()[i * C + j]);
+        if (std::fabs(g - want) > 2 * unit_roundoff<bfloat16>() * mag + 4 * K * std::ldexp(1.0, -24) * mag && ++bad <= 3)
+          FAIL_CHECK("out[" << i << "][" << j << "] = " << g << ", want " << want);
+      }
+    }
+  CHECK(bad == 0);
+}
