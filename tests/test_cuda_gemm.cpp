@@ -2,19 +2,20 @@
 // The GEMM providers of the CUDA backend (cuda/gemm.cuh: cuBLASLt, and the own tensor-core kernel of
 // cuda/gemm_mma.cuh) against a double-precision host reference, on ragged shapes (sizes that are not multiples of the
 // kernel's 128 x 128 x 32 tiles), every transpose combination, padded leading dims, strided batches, alpha and beta,
-// and the bias epilogue; for bf16 and fp16 data and for fp32 data under bf16 / fp16 matmul precision. Built only with
-// the CUDA backend; skipped without a GPU.
+// and the bias epilogue; for bf16 and fp16 data, and fp32 data under bf16 / fp16 matmul precision or TF32. Built
+// only with the CUDA backend; skipped without a GPU.
 //
-// TOLERANCE. Both providers round the operands to 16 bits (the reference rounds them the same way) and accumulate in
-// fp32, in different orders: |got - want| <= eps_out (|alpha p| + |beta c| + |bias|) + 4 K 2^-24 |alpha| sum_k |a b|,
-// with eps_out the output type's unit roundoff (2^-8 bf16, 2^-11 fp16, 2^-24 fp32), doubled. One exception: on fp32
-// data cuBLASLt's FAST_16BF / FAST_16F modes do not document how they round the operands, so for that provider the
-// bound adds 2 u_op sum_k |a b| (u_op = 2^-8 bf16, 2^-11 fp16): the difference between any two roundings of them. The
-// own kernel rounds to nearest even, as the reference does, and gets no such term.
+// TOLERANCE. Both providers round the operands (the reference rounds them the same way) and accumulate in fp32, in
+// different orders: |got - want| <= eps_out (|alpha p| + |beta c| + |bias|) + 4 K 2^-24 |alpha| sum_k |a b|, with
+// eps_out the output type's unit roundoff (2^-8 bf16, 2^-11 fp16, 2^-24 fp32), doubled. One exception: on fp32 data,
+// cuBLASLt's FAST_16BF / FAST_16F / FAST_TF32 modes do not document how they round the operands, so for that
+// provider the bound adds 2 u_op sum_k |a b| (u_op = 2^-8 bf16, 2^-11 fp16 and TF32): the difference between any two
+// roundings. The own kernel rounds as the reference does (nearest even; TF32 by cvt.rna) and gets no such term.
 
 #include <cmath>    // fabs
 #include <cstdint>  // int64_t, uint64_t
-#include <cstring>  // memcmp
+#include <cstdlib>  // setenv
+#include <cstring>  // memcmp, memcpy
 #include <iostream> // cout (skip notice)
 #include <random>   // mt19937, uniform_real_distribution
 #include <string>   // string
@@ -35,8 +36,22 @@ bool skip_without_gpu(const char* name) {
   return true;
 }
 
-/// the value the GEMM multiplies: x rounded to the operand type (16 bits)
-float operand(float x, bool bf16) { return bf16 ? float(bfloat16(x)) : float(half(x)); }
+/// what the tensor cores multiply: bf16 or fp16 (rounded to nearest even), or TF32 (fp32 with 10 mantissa bits,
+/// rounded to nearest with ties away from zero, as cvt.rna.tf32.f32)
+enum class operand_kind { bf16, fp16, tf32 };
+
+float operand(float x, operand_kind kind) {
+  if (kind == operand_kind::bf16) return float(bfloat16(x));
+  if (kind == operand_kind::fp16) return float(half(x));
+  std::uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7f800000u) != 0x7f800000u) u = (u + 0x1000u) & 0xffffe000u; // finite: round the 13 dropped bits
+  std::memcpy(&x, &u, 4);
+  return x;
+}
+
+/// the unit roundoff of an operand kind (2^-8 bf16; 2^-11 fp16 and TF32, both with 10 mantissa bits)
+double operand_roundoff(operand_kind kind) { return std::ldexp(1.0, kind == operand_kind::bf16 ? -8 : -11); }
 
 template <class T> double unit_roundoff() {
   if constexpr (std::is_same_v<T, bfloat16>) return std::ldexp(1.0, -8);
@@ -69,9 +84,9 @@ template <class T> tensor<T, cuda> upload(const std::vector<T>& v) {
 }
 
 // One strided-batched product through backend<cuda>::gemm_batched with padded leading dims (ld = columns + 3) and
-// batch strides that are not multiples of anything, against the reference; operands rounded as `bf16_operands` says
-// (fp32 data: the context's matmul precision; 16-bit data is already its own operand type).
-template <class T> void check_gemm(const gemm_case& c, bool bf16_operands) {
+// batch strides that are not multiples of anything, against the reference; operands rounded to `kind` (fp32 data:
+// the context's matmul precision, or TF32; 16-bit data is already its own operand type).
+template <class T> void check_gemm(const gemm_case& c, operand_kind kind) {
   const i64 a_rows = c.ta ? c.K : c.M, a_cols = c.ta ? c.M : c.K;
   const i64 b_rows = c.tb ? c.N : c.K, b_cols = c.tb ? c.K : c.N;
   const i64 lda = a_cols + 3, ldb = b_cols + 3, ldc = c.N + 2;
@@ -85,14 +100,13 @@ template <class T> void check_gemm(const gemm_case& c, bool bf16_operands) {
   const tensor<T> got = to_host(dc);
   const bool undocumented_rounding =
       std::is_same_v<T, float> && current_context<cuda>().gemm == gemm_provider::cublaslt;
-  const double operand_rounding_slack =
-      undocumented_rounding ? 2 * (bf16_operands ? std::ldexp(1.0, -8) : std::ldexp(1.0, -11)) : 0.0;
+  const double operand_rounding_slack = undocumented_rounding ? 2 * operand_roundoff(kind) : 0.0;
 
   auto op_a = [&](i64 z, i64 m, i64 k) {
-    return double(operand(float(a[std::size_t(z * sa + (c.ta ? k * lda + m : m * lda + k))]), bf16_operands));
+    return double(operand(float(a[std::size_t(z * sa + (c.ta ? k * lda + m : m * lda + k))]), kind));
   };
   auto op_b = [&](i64 z, i64 k, i64 n) {
-    return double(operand(float(b[std::size_t(z * sb + (c.tb ? n * ldb + k : k * ldb + n))]), bf16_operands));
+    return double(operand(float(b[std::size_t(z * sb + (c.tb ? n * ldb + k : k * ldb + n))]), kind));
   };
   int bad = 0;
   for (i64 z = 0; z < c.batch; ++z)
@@ -164,8 +178,8 @@ TEST_CASE("cuda gemm: bf16 and fp16 data, every provider, ragged shapes and ever
     CAPTURE(provider_name(p));
     with_provider(p, matmul_precision::fp32, [] {
       for (const gemm_case& c : cases()) {
-        check_gemm<bfloat16>(c, true);
-        check_gemm<half>(c, false);
+        check_gemm<bfloat16>(c, operand_kind::bf16);
+        check_gemm<half>(c, operand_kind::fp16);
       }
     });
   }
@@ -176,10 +190,23 @@ TEST_CASE("cuda gemm: fp32 data under bf16 and fp16 matmul precision, every prov
   for (gemm_provider p : providers) {
     CAPTURE(provider_name(p));
     with_provider(p, matmul_precision::bf16, [] {
-      for (const gemm_case& c : cases()) check_gemm<float>(c, true);
+      for (const gemm_case& c : cases()) check_gemm<float>(c, operand_kind::bf16);
     });
     with_provider(p, matmul_precision::fp16, [] {
-      for (const gemm_case& c : cases()) check_gemm<float>(c, false);
+      for (const gemm_case& c : cases()) check_gemm<float>(c, operand_kind::fp16);
+    });
+  }
+}
+
+TEST_CASE("cuda gemm: fp32 data with TF32 allowed, every provider, against the reference") {
+  if (skip_without_gpu("cuda gemm")) return;
+  // read once per process, at the first fp32 product at fp32 precision: no earlier case of this file runs one, and
+  // CTest runs each case in a process of its own
+  setenv("MINIBERT_ALLOW_TF32", "1", 1);
+  for (gemm_provider p : providers) {
+    CAPTURE(provider_name(p));
+    with_provider(p, matmul_precision::fp32, [] {
+      for (const gemm_case& c : cases()) check_gemm<float>(c, operand_kind::tf32);
     });
   }
 }
@@ -208,7 +235,8 @@ TEST_CASE("cuda gemm: linear_forward's bias epilogue on the own kernel equals cu
       }
       for (const auto& o : outs) {
         const double g = float(o.data()[i * C + j]);
-        if (std::fabs(g - want) > 2 * unit_roundoff<bfloat16>() * mag + 4 * K * std::ldexp(1.0, -24) * mag && ++bad <= 3)
+        const double tol = 2 * unit_roundoff<bfloat16>() * mag + 4 * K * std::ldexp(1.0, -24) * mag;
+        if (std::fabs(g - want) > tol && ++bad <= 3)
           FAIL_CHECK("out[" << i << "][" << j << "] = " << g << ", want " << want);
       }
     }

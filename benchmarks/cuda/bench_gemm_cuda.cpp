@@ -2,7 +2,8 @@
 // GEMM throughput on the GPU, the own tensor-core kernel (cuda/gemm_mma.cuh) beside cuBLASLt in the same process,
 // through backend<device::cuda>::gemm with the context's provider switched (built with the CUDA backend; every case
 // reports "no CUDA device" without a GPU).
-//   BM_Gemm/<provider>/<dtype>/M/N/K/ta/tb   one row-major product, bf16 or fp16 data, fp32 accumulation
+//   BM_Gemm_<provider>_<type>/M/N/K/ta/tb   one row-major product: bf16 or fp16 data, or fp32 data on TF32
+//                                           (with MINIBERT_ALLOW_TF32=1), fp32 accumulation
 // Shapes: bert-base's linear layers at 4096 (32 x 128) and 16384 (32 x 512) tokens, forward (x w^T), the input
 // gradient (dy w) and the weight gradient (dy^T x), with K and N in 768, 2304 and 3072; and 8192^3.
 // Each iteration queues `launches` products and waits for them, so launch latency is amortized as in a training
@@ -12,6 +13,7 @@
 #include <benchmark/benchmark.h>
 
 #include <cstdint> // int64_t
+#include <cstdlib> // getenv
 #include <string>  // string
 #include <vector>  // vector
 
@@ -69,10 +71,25 @@ void BM_Gemm_Own_BF16(benchmark::State& s) { bench_gemm<bfloat16>(s, gemm_provid
 void BM_Gemm_CublasLt_BF16(benchmark::State& s) { bench_gemm<bfloat16>(s, gemm_provider::cublaslt); }
 void BM_Gemm_Own_FP16(benchmark::State& s) { bench_gemm<half>(s, gemm_provider::own); }
 void BM_Gemm_CublasLt_FP16(benchmark::State& s) { bench_gemm<half>(s, gemm_provider::cublaslt); }
+// fp32 data on TF32 tensor cores: run with MINIBERT_ALLOW_TF32=1 (read once per process), skipped otherwise
+template <gemm_provider P> void tf32_case(benchmark::State& s) {
+  const char* allowed = std::getenv("MINIBERT_ALLOW_TF32");
+  if (allowed == nullptr || std::string(allowed) != "1") {
+    s.SkipWithError("set MINIBERT_ALLOW_TF32=1 for the TF32 cases");
+    return;
+  }
+  bench_gemm<float>(s, P);
+}
+void BM_Gemm_Own_TF32(benchmark::State& s) { tf32_case<gemm_provider::own>(s); }
+void BM_Gemm_CublasLt_TF32(benchmark::State& s) { tf32_case<gemm_provider::cublaslt>(s); }
 
 } // namespace
 
-BENCHMARK(BM_Gemm_Own_BF16)->Apply(bert_shapes)->ArgNames({"M", "N", "K", "ta", "tb"})->UseRealTime()->MinTime(0.2);
-BENCHMARK(BM_Gemm_CublasLt_BF16)->Apply(bert_shapes)->ArgNames({"M", "N", "K", "ta", "tb"})->UseRealTime()->MinTime(0.2);
-BENCHMARK(BM_Gemm_Own_FP16)->Apply(bert_shapes)->ArgNames({"M", "N", "K", "ta", "tb"})->UseRealTime()->MinTime(0.2);
-BENCHMARK(BM_Gemm_CublasLt_FP16)->Apply(bert_shapes)->ArgNames({"M", "N", "K", "ta", "tb"})->UseRealTime()->MinTime(0.2);
+#define MINIBERT_GEMM_BENCHMARK(name)                                                                                 \
+  BENCHMARK(name)->Apply(bert_shapes)->ArgNames({"M", "N", "K", "ta", "tb"})->UseRealTime()->MinTime(0.2)
+MINIBERT_GEMM_BENCHMARK(BM_Gemm_Own_BF16);
+MINIBERT_GEMM_BENCHMARK(BM_Gemm_CublasLt_BF16);
+MINIBERT_GEMM_BENCHMARK(BM_Gemm_Own_FP16);
+MINIBERT_GEMM_BENCHMARK(BM_Gemm_CublasLt_FP16);
+MINIBERT_GEMM_BENCHMARK(BM_Gemm_Own_TF32);
+MINIBERT_GEMM_BENCHMARK(BM_Gemm_CublasLt_TF32);

@@ -110,7 +110,8 @@ int main(int argc, char** argv) {
     float ms = 0;
     MINIBERT_CUDA_CHECK(cudaEventElapsedTime(&ms, start, stop));
     const double tflops = 2.0 * double(M) * double(N) * double(K) * reps / (double(ms) * 1e-3) * 1e-12;
-    std::printf("%-55s %s (max error %.2e of |A||B|)  %8.1f TFLOP/s\n", v.name, ok ? "ok    " : "WRONG ", worst, tflops);
+    std::printf("%-55s %s (max error %.2e of |A||B|)  %8.1f TFLOP/s\n", v.name, ok ? "ok    " : "WRONG ", worst,
+                tflops);
   }
   return failures == 0 ? 0 : 1;
 }

@@ -26,8 +26,8 @@ int cuda_device_count() noexcept;
 inline bool cuda_available() noexcept { return cuda_device_count() > 0; }
 
 /// @brief who computes a matrix product: cuBLASLt, or minibert's own tensor-core kernels (cuda/gemm_mma.cuh), which
-/// take 16-bit operands (half and bfloat16 data, or fp32 data under bf16/fp16 matmul precision) on sm_80 and newer;
-/// what they do not take goes to cuBLASLt either way
+/// take half and bfloat16 data, and fp32 data under bf16/fp16 matmul precision or with MINIBERT_ALLOW_TF32=1, on sm_80
+/// and newer; what they do not take goes to cuBLASLt either way
 enum class gemm_provider { cublaslt, own };
 
 /// @brief the provider MINIBERT_GEMM_PROVIDER names ("cublaslt", the default, or "own"), read once per process

@@ -277,26 +277,28 @@ template <class T> void gemm_fallback(context<device::cuda>& ctx, const gemm_arg
   MINIBERT_CUDA_CHECK(cudaGetLastError());
 }
 
-/// @brief whether the own tensor-core GEMM (gemm_mma.cuh) takes g: 16-bit operands (half or bfloat16 data, or fp32
-/// data under bf16 / fp16 matmul precision), a device of compute capability 8.0+, and a grid within CUDA's limits
+/// @brief whether the own tensor-core GEMM (gemm_mma.cuh) takes g: half or bfloat16 data, or fp32 data under bf16 /
+/// fp16 matmul precision or with TF32 allowed; a device of compute capability 8.0+; a grid within CUDA's limits
 template <class T> bool mma_gemm_takes(const context<device::cuda>& ctx, const gemm_args<T>& g) {
-  const bool sixteen_bit = std::is_same_v<T, half> || std::is_same_v<T, bfloat16> ||
-                           (std::is_same_v<T, float> && ctx.matmul != matmul_precision::fp32);
-  return sixteen_bit && g.K > 0 && ceil_div(g.M, mma::block_m) <= 65535 &&
+  const bool tensor_core_operands =
+      std::is_same_v<T, half> || std::is_same_v<T, bfloat16> ||
+      (std::is_same_v<T, float> && (ctx.matmul != matmul_precision::fp32 || allow_tf32()));
+  return tensor_core_operands && g.K > 0 && ceil_div(g.M, mma::block_m) <= 65535 &&
          ceil_div(g.N, mma::block_n) <= std::numeric_limits<std::int32_t>::max() && mma_gemm_device();
 }
 
 /// @brief g on the own tensor-core GEMM (mma_gemm_takes(ctx, g))
 template <class T> void mma_gemm(context<device::cuda>& ctx, const gemm_args<T>& g) {
-  const dim3 grid(static_cast<unsigned>(ceil_div(g.N, mma::block_n)), static_cast<unsigned>(ceil_div(g.M, mma::block_m)),
-                  static_cast<unsigned>(std::min<i64>(g.batch, 65535)));
+  const dim3 grid(static_cast<unsigned>(ceil_div(g.N, mma::block_n)),
+                  static_cast<unsigned>(ceil_div(g.M, mma::block_m)), static_cast<unsigned>(std::min<i64>(g.batch, 65535)));
   auto launch = [&](auto kernel) {
     kernel<<<grid, mma::threads, 0, stream_of(ctx)>>>(g.ta, g.tb, g.M, g.N, g.K, g.alpha, g.a, g.lda, g.sa, g.b, g.ldb,
                                                       g.sb, g.beta, g.c, g.ldc, g.sc, g.batch, g.bias);
   };
-  if constexpr (std::is_same_v<T, float>) { // operands rounded to the context's matmul precision
+  if constexpr (std::is_same_v<T, float>) { // operands rounded to the context's matmul precision, or to TF32
     if (ctx.matmul == matmul_precision::bf16) launch(mma::gemm_kernel<bfloat16, float>);
-    else launch(mma::gemm_kernel<half, float>);
+    else if (ctx.matmul == matmul_precision::fp16) launch(mma::gemm_kernel<half, float>);
+    else launch(mma::gemm_kernel<mma::tf32, float>);
   } else {
     launch(mma::gemm_kernel<T, T>);
   }

@@ -1,25 +1,28 @@
 // SPDX-License-Identifier: MIT
 #pragma once
 /* minibert's own tensor-core GEMM (the "own" GEMM provider, gemm.cuh): C = alpha op(A) op(B) + beta C [+ bias on
-   every row], row-major, strided-batched, any transpose combination, with 16-bit operands (bf16 or fp16) and fp32
-   accumulation through mma.sync.m16n8k16 (sm_80 and newer; sm_90 runs the same instruction).
+   every row], row-major, strided-batched, any transpose combination, on the tensor cores with fp32 accumulation:
+   bf16 or fp16 operands through mma.sync m16n8k16, TF32 operands through m16n8k8 (sm_80 and newer; sm_90 runs the
+   same instructions).
 
-   Which problems it takes: half and bfloat16 data, and fp32 data whose context asks for bf16 or fp16 matmul
-   precision (the operands are rounded to it on the way into shared memory, as cuBLASLt's FAST_16BF does). fp32 at
-   full precision (and TF32) and double stay with cuBLASLt.
+   Which problems it takes: half and bfloat16 data; fp32 data whose context asks for bf16 or fp16 matmul precision
+   (the operands are rounded to it, to nearest even, on the way into shared memory, as cuBLASLt's FAST_16BF does);
+   and fp32 data at fp32 precision when TF32 is allowed (MINIBERT_ALLOW_TF32=1; operands rounded to TF32 by
+   cvt.rna, to nearest with ties away from zero). fp32 at full precision and double stay with cuBLASLt.
 
    Version 1 (this file): one block computes a 128 x 128 tile of C with 8 warps (2 x 4, 64 x 32 each: 4 x 4 mma tiles
    of 16 x 8); the K loop steps 32 at a time through shared memory, where both operands are stored K-contiguous
-   (As[m][k], Bs[n][k], rows padded by 8 elements against bank conflicts) whatever their layout in global memory, so
+   (As[m][k], Bs[n][k], rows padded by 16 bytes against bank conflicts) whatever their layout in global memory, so
    the fragments of every transpose combination are read the same way. Edges are predicated (zeros past M, N, K), so
    any size works. No cp.async pipeline, no ldmatrix, no swizzle yet: the workbench (benchmarks/cuda/gemm_workbench.cu)
    is where the next versions are measured against this one and cuBLASLt.
 
-   Fragment layout of mma.m16n8k16 with g = lane / 4, c = lane % 4 (PTX ISA, "Matrix Fragments for mma.m16n8k16"):
-     A (16 x 16, row): a[0] = (g, 2c..2c+1), a[1] = (g+8, 2c..), a[2] = (g, 2c+8..), a[3] = (g+8, 2c+8..)
-     B (16 x 8, col):  b[0] = (k 2c..2c+1, n g), b[1] = (k 2c+8.., n g)
+   Fragment layouts with g = lane / 4, c = lane % 4 (PTX ISA, "Matrix Fragments for mma.m16n8k16 / m16n8k8"), for
+   an instruction of depth kd (16, or 8 for TF32) and e elements per 32-bit register (2, or 1 for TF32):
+     A (16 x kd, row): a[0] = (g, e c..), a[1] = (g+8, e c..), a[2] = (g, e c + kd/2..), a[3] = (g+8, e c + kd/2..)
+     B (kd x 8, col):  b[0] = (k e c.., n g), b[1] = (k e c + kd/2.., n g)
      C (16 x 8, f32):  d[0..1] = (g, 2c..2c+1), d[2..3] = (g+8, 2c..2c+1)
-   each a[i] / b[i] a 32-bit register holding two consecutive k. */
+   where "e c.." is e consecutive k (the lower k in the lower bits). */
 
 #ifndef __CUDACC__
 #error "minibert/cuda/gemm_mma.cuh needs nvcc; host code includes <minibert/cuda/backend.hpp>"
@@ -38,19 +41,47 @@ inline constexpr int block_m = 128, block_n = 128, block_k = 32;
 inline constexpr int warps_m = 2, warps_n = 4, threads = 32 * warps_m * warps_n;
 inline constexpr int warp_m = block_m / warps_m, warp_n = block_n / warps_n; // 64 x 32
 inline constexpr int tiles_m = warp_m / 16, tiles_n = warp_n / 8;            // 4 x 4 mma tiles per warp
-inline constexpr int smem_ld = block_k + 8; // padded row: 40 16-bit elements (80 bytes)
+/// @brief the operand type tag of TF32 (fp32 storage, 10 mantissa bits used)
+struct tf32 {};
 
-/// @brief the 16-bit bits of x rounded to the operand type Op (bfloat16 or half); x already of type Op passes as is
-template <class Op, class T> __device__ __forceinline__ std::uint16_t operand_bits(T x) {
-  if constexpr (std::is_same_v<T, Op>) return x.bits;
-  else return from_float<Op>(to_float(x)).bits;
+/// @brief per operand type: its storage in shared memory, the instruction's depth, elements per 32-bit register
+template <class Op> struct operand_traits {
+  using storage = std::uint16_t; // bfloat16, half
+  static constexpr int depth = 16, per_register = 2;
+};
+template <> struct operand_traits<tf32> {
+  using storage = std::uint32_t;
+  static constexpr int depth = 8, per_register = 1;
+};
+
+/// @brief a shared row: block_k elements and 16 bytes of padding (conflict-free fragment loads for both widths)
+template <class Op> inline constexpr int smem_ld = block_k + 16 / int(sizeof(typename operand_traits<Op>::storage));
+
+/// @brief x rounded to the operand type Op, as its bits; x already of type Op passes as is
+template <class Op, class T> __device__ __forceinline__ typename operand_traits<Op>::storage operand_bits(T x) {
+  if constexpr (std::is_same_v<Op, tf32>) {
+    std::uint32_t r = 0;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+    asm("cvt.rna.tf32.f32 %0, %1;\n" : "=r"(r) : "f"(to_float(x)));
+#endif
+    return r;
+  } else if constexpr (std::is_same_v<T, Op>) {
+    return x.bits;
+  } else {
+    return from_float<Op>(to_float(x)).bits;
+  }
 }
 
-/// @brief d += a b on the tensor cores: one m16n8k16 product, fp32 accumulation
+/// @brief d += a b on the tensor cores: one m16n8k16 (bf16, fp16) or m16n8k8 (TF32) product, fp32 accumulation
 template <class Op>
-__device__ __forceinline__ void mma_16816(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2]) {
+__device__ __forceinline__ void mma_tile(float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2]) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
-  if constexpr (std::is_same_v<Op, bfloat16>)
+  if constexpr (std::is_same_v<Op, tf32>)
+    asm volatile("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+                 "{%0,%1,%2,%3};\n"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+  else if constexpr (std::is_same_v<Op, bfloat16>)
     asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
                  "{%0,%1,%2,%3};\n"
                  : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
@@ -65,8 +96,8 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const std::uint32_t (&a
 #endif
 }
 
-/// @brief two consecutive 16-bit elements of a K-contiguous shared row as one register
-__device__ __forceinline__ std::uint32_t pair_at(const std::uint16_t* row, int k) {
+/// @brief the 32-bit register of the elements of a K-contiguous shared row from k on (two 16-bit ones, or one TF32)
+template <class S> __device__ __forceinline__ std::uint32_t register_at(const S* row, int k) {
   return *reinterpret_cast<const std::uint32_t*>(row + k);
 }
 
@@ -75,8 +106,8 @@ __device__ __forceinline__ std::uint32_t pair_at(const std::uint16_t* row, int k
 // x[k ld + r]); otherwise it is stored (rows, K): x[r ld + k]. Consecutive threads read consecutive addresses either
 // way (coalesced); the transposed case pays bank conflicts on the shared store instead.
 template <class Op, class T, int rows>
-__device__ __forceinline__ void load_tile(std::uint16_t (*dst)[smem_ld], const T* x, i64 ld, bool k_major, i64 r0,
-                                          i64 rows_total, i64 k0, i64 K) {
+__device__ __forceinline__ void load_tile(typename operand_traits<Op>::storage (*dst)[smem_ld<Op>], const T* x, i64 ld,
+                                          bool k_major, i64 r0, i64 rows_total, i64 k0, i64 K) {
   constexpr int n = rows * block_k;
   for (int i = threadIdx.x; i < n; i += threads) {
     int r, k;
@@ -88,7 +119,7 @@ __device__ __forceinline__ void load_tile(std::uint16_t (*dst)[smem_ld], const T
       k = i % block_k;
     }
     const i64 gr = r0 + r, gk = k0 + k;
-    std::uint16_t v = 0;
+    typename operand_traits<Op>::storage v = 0;
     if (gr < rows_total && gk < K) v = operand_bits<Op>(k_major ? x[gk * ld + gr] : x[gr * ld + gk]);
     dst[r][k] = v;
   }
@@ -100,8 +131,10 @@ template <class Op, class T>
 __global__ void __launch_bounds__(threads)
     gemm_kernel(bool ta, bool tb, i64 M, i64 N, i64 K, float alpha, const T* a, i64 lda, i64 sa, const T* b, i64 ldb,
                 i64 sb, float beta, T* c, i64 ldc, i64 sc, i64 batch, const T* bias) {
-  __shared__ __align__(16) std::uint16_t As[block_m][smem_ld];
-  __shared__ __align__(16) std::uint16_t Bs[block_n][smem_ld];
+  using S = typename operand_traits<Op>::storage;
+  constexpr int depth = operand_traits<Op>::depth, e = operand_traits<Op>::per_register;
+  __shared__ __align__(16) S As[block_m][smem_ld<Op>];
+  __shared__ __align__(16) S Bs[block_n][smem_ld<Op>];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, q = lane % 4;
   const int wm = (warp / warps_n) * warp_m, wn = (warp % warps_n) * warp_n; // this warp's corner in the block tile
   const i64 m0 = i64(blockIdx.y) * block_m, n0 = i64(blockIdx.x) * block_n;
@@ -117,27 +150,28 @@ __global__ void __launch_bounds__(threads)
       load_tile<Op, T, block_n>(Bs, B, ldb, !tb, n0, N, k0, K);
       __syncthreads();
 #pragma unroll
-      for (int kk = 0; kk < block_k; kk += 16) {
+      for (int kk = 0; kk < block_k; kk += depth) {
+        const int k_lo = kk + e * q, k_hi = k_lo + depth / 2;
         std::uint32_t af[tiles_m][4], bf[tiles_n][2];
 #pragma unroll
         for (int i = 0; i < tiles_m; ++i) {
-          const std::uint16_t* top = As[wm + i * 16 + g];
-          const std::uint16_t* bottom = As[wm + i * 16 + g + 8];
-          af[i][0] = pair_at(top, kk + 2 * q);
-          af[i][1] = pair_at(bottom, kk + 2 * q);
-          af[i][2] = pair_at(top, kk + 2 * q + 8);
-          af[i][3] = pair_at(bottom, kk + 2 * q + 8);
+          const S* top = As[wm + i * 16 + g];
+          const S* bottom = As[wm + i * 16 + g + 8];
+          af[i][0] = register_at(top, k_lo);
+          af[i][1] = register_at(bottom, k_lo);
+          af[i][2] = register_at(top, k_hi);
+          af[i][3] = register_at(bottom, k_hi);
         }
 #pragma unroll
         for (int j = 0; j < tiles_n; ++j) {
-          const std::uint16_t* col = Bs[wn + j * 8 + g];
-          bf[j][0] = pair_at(col, kk + 2 * q);
-          bf[j][1] = pair_at(col, kk + 2 * q + 8);
+          const S* col = Bs[wn + j * 8 + g];
+          bf[j][0] = register_at(col, k_lo);
+          bf[j][1] = register_at(col, k_hi);
         }
 #pragma unroll
         for (int i = 0; i < tiles_m; ++i)
 #pragma unroll
-          for (int j = 0; j < tiles_n; ++j) mma_16816<Op>(acc[i][j], af[i], bf[j]);
+          for (int j = 0; j < tiles_n; ++j) mma_tile<Op>(acc[i][j], af[i], bf[j]);
       }
       __syncthreads();
     }
