@@ -36,7 +36,8 @@ inline gemm_provider gemm_provider_from_env() {
   static const gemm_provider p = [] {
     const char* v = std::getenv("MINIBERT_GEMM_PROVIDER");
     const std::string s = v ? v : "cublaslt";
-    MINIBERT_CHECK(s == "cublaslt" || s == "own", "gemm", "MINIBERT_GEMM_PROVIDER=" << s << ": expected cublaslt or own");
+    MINIBERT_CHECK(s == "cublaslt" || s == "own", "gemm",
+                   "MINIBERT_GEMM_PROVIDER=" << s << ": expected cublaslt or own");
     return s == "own" ? gemm_provider::own : gemm_provider::cublaslt;
   }();
   return p;
@@ -51,7 +52,8 @@ template <> struct context<device::cuda> {
   context& operator=(const context&) = delete;
 
   /// the precision of matrix products (precision.hpp; autocast<device::cuda>): bf16 / fp16 run cuBLASLt's
-  /// CUBLAS_COMPUTE_32F_FAST_16BF / _16F on fp32 data (the fallback kernel, when cuBLASLt declines, stays fp32)
+  /// CUBLAS_COMPUTE_32F_FAST_16BF / _16F on fp32 data, or the own kernel on operands rounded to them (the fallback
+  /// kernel, when neither takes a problem, stays fp32)
   matmul_precision matmul = matmul_precision::fp32;
   /// who runs this context's matrix products (set it per call site, or for the process with MINIBERT_GEMM_PROVIDER)
   gemm_provider gemm = gemm_provider_from_env();

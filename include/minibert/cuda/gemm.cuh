@@ -289,8 +289,8 @@ template <class T> bool mma_gemm_takes(const context<device::cuda>& ctx, const g
 
 /// @brief g on the own tensor-core GEMM (mma_gemm_takes(ctx, g))
 template <class T> void mma_gemm(context<device::cuda>& ctx, const gemm_args<T>& g) {
-  const dim3 grid(static_cast<unsigned>(ceil_div(g.N, mma::block_n)),
-                  static_cast<unsigned>(ceil_div(g.M, mma::block_m)), static_cast<unsigned>(std::min<i64>(g.batch, 65535)));
+  const dim3 grid(static_cast<unsigned>(ceil_div(g.N, mma::block_n)), static_cast<unsigned>(ceil_div(g.M, mma::block_m)),
+                  static_cast<unsigned>(std::min<i64>(g.batch, 65535)));
   auto launch = [&](auto kernel) {
     kernel<<<grid, mma::threads, 0, stream_of(ctx)>>>(g.ta, g.tb, g.M, g.N, g.K, g.alpha, g.a, g.lda, g.sa, g.b, g.ldb,
                                                       g.sb, g.beta, g.c, g.ldc, g.sc, g.batch, g.bias);
