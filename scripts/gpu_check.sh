@@ -42,6 +42,14 @@ for t in test_backend_ops test_cuda_model test_cuda_gemm; do
   echo "exit $?" >>"$out/$t.log"
   tail -3 "$out/$t.log"
 done
+# the own GEMM under compute-sanitizer's memcheck, where the machine has it (out-of-bounds reads and writes)
+if command -v compute-sanitizer >/dev/null; then
+  log "compute-sanitizer memcheck: test_cuda_gemm (bf16 and fp16 data)"
+  timeout 240 compute-sanitizer --tool memcheck --error-exitcode 9 "$dir/tests/test_cuda_gemm" "-tc=*bf16 and fp16 data*" \
+    >"$out/test_cuda_gemm_memcheck.log" 2>&1
+  echo "exit $?" >>"$out/test_cuda_gemm_memcheck.log"
+  tail -3 "$out/test_cuda_gemm_memcheck.log"
+fi
 # the NCCL communicator on one GPU (the other cases of test_distributed need the Python references: CPU-only)
 log "running test_distributed (NCCL)"
 timeout 120 "$dir/tests/test_distributed" "-tc=nccl_communicator*" --reporters=junit \

@@ -6,7 +6,8 @@
    same instructions).
 
    Which problems it takes: half and bfloat16 data; fp32 data whose context asks for bf16 or fp16 matmul precision
-   (the operands are rounded to it, to nearest even, on the way into shared memory, as cuBLASLt's FAST_16BF does);
+   (the operands are rounded to it, to nearest even, on the way into shared memory; cuBLASLt's FAST_16BF does not
+   document its rounding);
    and fp32 data at fp32 precision when TF32 is allowed (MINIBERT_ALLOW_TF32=1; operands rounded to TF32 by
    cvt.rna, to nearest with ties away from zero). fp32 at full precision and double stay with cuBLASLt.
 
@@ -181,12 +182,12 @@ __global__ void __launch_bounds__(threads)
 #pragma unroll
       for (int j = 0; j < tiles_n; ++j)
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          const i64 row = m0 + wm + i * 16 + g + (e >= 2 ? 8 : 0);
-          const i64 col = n0 + wn + j * 8 + 2 * q + (e & 1);
+        for (int r = 0; r < 4; ++r) {
+          const i64 row = m0 + wm + i * 16 + g + (r >= 2 ? 8 : 0);
+          const i64 col = n0 + wn + j * 8 + 2 * q + (r & 1);
           if (row >= M || col >= N) continue;
           T* out = C + row * ldc + col;
-          float v = alpha * acc[i][j][e];
+          float v = alpha * acc[i][j][r];
           if (beta != 0.f) v += beta * to_float(*out);
           if (bias) v += to_float(bias[col]);
           *out = from_float<T>(v);
@@ -196,15 +197,22 @@ __global__ void __launch_bounds__(threads)
 
 } // namespace mma
 
-/// @brief whether the current device has the tensor-core instructions of gemm_mma.cuh (compute capability 8.0+)
+/// @brief whether the code the current device would run for gemm_mma.cuh's kernels has the tensor-core instructions:
+/// the binary picked for the device (from CMAKE_CUDA_ARCHITECTURES) is sm_80 or newer. A build for older
+/// architectures only would run the kernel's trap on a newer GPU; cuBLASLt takes those products instead.
 inline bool mma_gemm_device() {
-  static const bool ok = [] {
-    int dev = 0, major = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess) return false;
-    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) != cudaSuccess) return false;
-    return major >= 8;
-  }();
-  return ok;
+  constexpr int max_devices = 64;
+  static signed char known[max_devices] = {}; // 0 unknown, 1 yes, -1 no
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= max_devices) return false;
+  if (known[dev] == 0) {
+    cudaFuncAttributes attr{};
+    const bool ok = cudaFuncGetAttributes(&attr, mma::gemm_kernel<bfloat16, bfloat16>) == cudaSuccess &&
+                    attr.binaryVersion >= 80;
+    (void)cudaGetLastError(); // a kernel image the device cannot run is "no", not a sticky error
+    known[dev] = ok ? 1 : -1;
+  }
+  return known[dev] > 0;
 }
 
 } // namespace minibert::cuda
