@@ -20,6 +20,12 @@ struct shard {
   int rank = 0, world_size = 1;
 };
 
+/// @brief rows per rank of a dataset of n rows: ceil(n / world_size) (the shards are padded to the same size)
+inline std::size_t shard_size(std::size_t n, shard s) {
+  const auto W = std::size_t(s.world_size);
+  return (n + W - 1) / W;
+}
+
 /// @brief DistributedSampler(dataset of n rows, num_replicas=s.world_size, rank=s.rank, shuffle, seed,
 /// drop_last=False) after set_epoch(epoch): ceil(n / world_size) row indices
 inline std::vector<std::size_t> distributed_sampler_indices(std::size_t n, shard s, bool shuffle, std::uint64_t seed,
@@ -35,7 +41,7 @@ inline std::vector<std::size_t> distributed_sampler_indices(std::size_t n, shard
     for (std::size_t i = 0; i < n; ++i) order[i] = i;
   }
   if (n == 0 || s.world_size == 1) return order;
-  const std::size_t W = std::size_t(s.world_size), per_rank = (n + W - 1) / W;
+  const std::size_t W = std::size_t(s.world_size), per_rank = shard_size(n, s);
   std::vector<std::size_t> mine;
   mine.reserve(per_rank);
   for (std::size_t k = 0; k < per_rank; ++k) mine.push_back(order[(std::size_t(s.rank) + k * W) % n]);

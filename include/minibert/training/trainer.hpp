@@ -469,7 +469,7 @@ template <class T, class Device> nlohmann::json trainer<T, Device>::train(const 
   const tokenized_dataset td = tokenize_dataset(tok_, train, std::size_t(args_.max_seq_length));
   const std::int64_t accum = args_.gradient_accumulation_steps;
   const distributed::shard shard{rank(), world_size()};
-  const std::int64_t rows_per_rank = (std::int64_t(td.size()) + shard.world_size - 1) / shard.world_size;
+  const auto rows_per_rank = std::int64_t(distributed::shard_size(td.size(), shard));
   batches_per_epoch_ = (rows_per_rank + args_.batch_size - 1) / args_.batch_size;
   steps_per_epoch_ = std::max<std::int64_t>(1, batches_per_epoch_ / accum);
   if (args_.max_steps > 0) {
