@@ -29,7 +29,7 @@ model_sha256=53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
 
 pkgs=(cmake ninja-build g++ pkg-config libeigen3-dev libutf8proc-dev nlohmann-json3-dev doctest-dev libbenchmark-dev
       libcurl4-openssl-dev libopenmpi-dev openmpi-bin iproute2 python3 python3-venv python3-pip clang libclang-rt-dev
-      libomp-dev llvm)
+      libomp-dev llvm strace)
 if [ "$want_refs" = 1 ]; then
   # libopenblas0-openmp: torch's strongest honest CPU BLAS here; the pthread flavour fights torch's threads
   pkgs+=(python3-torch python3-numpy libopenblas0-openmp)

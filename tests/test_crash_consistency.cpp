@@ -525,3 +525,77 @@ TEST_CASE("a full disk at the second checkpoint: exit code 1, an error naming th
   check_same_as_reference(on, ref);
   CHECK(!fs::exists(on / ".checkpoint-4.tmp")); // the failed save's directory went with the next run
 }
+
+// One strace line's thread, call name and arguments, and the call's result
+struct traced_call {
+  std::string pid, name, args;
+  long result = -1;
+};
+
+// the rename/fsync calls of a `strace -f -y -s 4096` log (with -y, a descriptor reads "7</path>")
+std::vector<traced_call> traced_calls(const std::string& log) {
+  std::vector<traced_call> calls;
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    const auto open = line.find('('), eq = line.rfind(") = ");
+    if (open == std::string::npos || eq == std::string::npos || eq < open) continue;
+    const auto name_at = line.find_last_of(' ', open) == std::string::npos ? 0 : line.find_last_of(' ', open) + 1;
+    traced_call c{line.substr(0, line.find(' ')), line.substr(name_at, open - name_at),
+                  line.substr(open + 1, eq - open - 1), -1};
+    try {
+      c.result = std::stol(line.substr(eq + 4));
+    } catch (const std::exception&) {
+      continue; // "= ?" of a call a killed thread left
+    }
+    calls.push_back(c);
+  }
+  return calls;
+}
+
+// the last quoted path of a rename's arguments (the new name), or of a -y descriptor "<...>"
+std::string rename_target(const std::string& args) {
+  const auto end = args.rfind('"'), begin = end == std::string::npos ? end : args.rfind('"', end - 1);
+  return begin == std::string::npos ? std::string() : args.substr(begin + 1, end - begin - 1);
+}
+std::string fsync_path(const std::string& args) {
+  const auto begin = args.find('<'), end = args.rfind('>');
+  return begin == std::string::npos || end == std::string::npos ? std::string() : args.substr(begin + 1, end - begin - 1);
+}
+
+// A rename is durable once its directory is fsync'ed; the thread that renamed must do so before its next rename
+// (a later, unrelated fsync of the same directory would leave a window in which a power loss loses the file).
+TEST_CASE("power loss: every rename that publishes a file or a checkpoint is followed by an fsync of its directory") {
+  use_work_dir("power_loss");
+  const fs::path out = work / "out", trace = work / "trace.txt", log = work / "train.log";
+  fs::remove_all(out);
+  if (std::system(("strace -f -o /dev/null true > " + sh_quote((work / "probe.log").string()) + " 2>&1").c_str()) != 0) {
+    MESSAGE("[minibert-skip] power loss: strace cannot trace here (not installed, or ptrace is not allowed): "
+            << read_file(work / "probe.log"));
+    return;
+  }
+  std::string cmd = "strace -f -y -s 4096 -qq -e trace=rename,renameat,renameat2,fsync,fdatasync -o " +
+                    sh_quote(trace.string()) + " " + sh_quote(MINIBERT_TEST_PROGRAM);
+  for (const auto& a : train_args(out, {"--max-steps", "4"})) cmd += " " + sh_quote(a);
+  const int rc = std::system((cmd + " > " + sh_quote(log.string()) + " 2>&1").c_str());
+  REQUIRE_MESSAGE(rc == 0, read_file(log));
+  const std::vector<traced_call> calls = traced_calls(read_file(trace));
+  int published = 0, checkpoints = 0;
+  for (std::size_t i = 0; i < calls.size(); ++i) {
+    if (calls[i].name.rfind("rename", 0) != 0 || calls[i].result != 0) continue;
+    const fs::path target = rename_target(calls[i].args);
+    if (target.filename().string().ends_with(".del")) continue; // a rotated-out checkpoint on its way to deletion
+    ++published;
+    if (checkpoint_step(target.filename().string()) > 0) ++checkpoints;
+    bool synced = false;
+    for (std::size_t j = i + 1; j < calls.size() && !synced; ++j) {
+      if (calls[j].pid != calls[i].pid) continue;
+      if (calls[j].name.rfind("rename", 0) == 0) break;
+      synced = calls[j].name == "fsync" && calls[j].result == 0 && fsync_path(calls[j].args) == target.parent_path().string();
+    }
+    CHECK_MESSAGE(synced, "no fsync of " << target.parent_path().string() << " between the rename to " << target.string()
+                                                                        << " and the thread's next rename");
+  }
+  MESSAGE(published << " renames published files or checkpoints, " << checkpoints << " of them checkpoints");
+  CHECK(checkpoints == 2);  // --max-steps 4 with a checkpoint every 2 steps
+  CHECK(published >= 10);   // and the checkpoint's files, the final model, the tokenizer copies, the reports
+}

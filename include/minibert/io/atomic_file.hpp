@@ -45,6 +45,12 @@ inline void atomic_write_bytes(const std::filesystem::path& path, std::string_vi
 /// @throws minibert::error("atomic_write", "<from>: cannot be read") or atomic_write's errors on `to`
 inline void atomic_copy_file(const std::filesystem::path& from, const std::filesystem::path& to);
 
+/// @brief fsync of a directory, so that a rename or unlink done in it survives a power loss (a renamed file's
+/// own data is not enough: the directory entry is what points to it). A file system that cannot fsync
+/// directories (EINVAL) or a directory that cannot be opened for reading is skipped: the rename already happened.
+/// @throws minibert::error(op, "<what>: ... fsync of directory '<dir>' failed: <errno text>")
+inline void sync_directory(const std::filesystem::path& dir, const std::string& op, const std::string& what);
+
 /// @brief Whether `name` is the name of a temporary file that atomic_write makes beside its target
 /// (".<target name>.tmp-<pid>-<n>"), which a killed process leaves behind
 inline bool is_atomic_write_temp(const std::string& name);
@@ -151,17 +157,7 @@ public:
     if (::close(fd) != 0) fail("close of the temporary file failed");
     if (::rename(tmp_.c_str(), t.c_str()) != 0) fail("rename from '" + tmp_ + "' failed");
     committed_ = true;
-    const std::filesystem::path dir = target_.has_parent_path() ? target_.parent_path() : ".";
-    const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      // EINVAL: the file system does not support fsync on directories; the rename itself already happened
-      const int rc = ::fsync(dfd);
-      const int e = errno;
-      ::close(dfd);
-      if (rc != 0 && e != EINVAL)
-        throw error("atomic_write", t + ": written, but fsync of directory '" + dir.string() + "' failed: " +
-                                        errno_text(e));
-    }
+    sync_directory(target_.has_parent_path() ? target_.parent_path() : ".", "atomic_write", t + ": written, but");
   }
 
   [[noreturn]] void fail(const std::string& what, int e = 0) const {
@@ -208,6 +204,16 @@ inline void atomic_copy_file(const std::filesystem::path& from, const std::files
     while (in.read(chunk, sizeof(chunk)) || in.gcount() > 0) os.write(chunk, in.gcount());
     if (in.bad()) throw error("atomic_write", from.string() + ": read error");
   });
+}
+
+inline void sync_directory(const std::filesystem::path& dir, const std::string& op, const std::string& what) {
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0) return;
+  const int rc = ::fsync(dfd);
+  const int e = errno;
+  ::close(dfd);
+  if (rc != 0 && e != EINVAL)
+    throw error(op, what + " fsync of directory '" + dir.string() + "' failed: " + detail::errno_text(e));
 }
 
 inline bool is_atomic_write_temp(const std::string& name) {

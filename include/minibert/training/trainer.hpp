@@ -298,6 +298,7 @@ template <class T, class Device> void trainer<T, Device>::save_checkpoint(std::i
   // the directory appears complete or not at all
   discard_checkpoint_dir(final_dir);
   fs::rename(tmp, final_dir);
+  sync_directory(args_.output_dir, "trainer", final_dir.string() + ": saved, but"); // the rename survives a power loss
   std::erase(saved_checkpoints_, final_dir.string());
   saved_checkpoints_.push_back(final_dir.string());
   if (args_.save_total_limit > 0) {
