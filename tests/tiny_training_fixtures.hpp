@@ -8,6 +8,8 @@
 #include <iterator>
 #include <string>
 
+#include <unistd.h> // getpid
+
 #include <doctest/doctest.h>
 
 namespace minibert::test {
@@ -17,6 +19,14 @@ inline std::string read_file(const std::filesystem::path& p) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+/// replaces `path` with `text` atomically: the cases of one test program run as parallel CTest processes that
+/// write the same fixture files, and one must never read another's half-written copy
+inline void write_fixture(const std::filesystem::path& path, const std::string& text) {
+  const std::filesystem::path tmp = path.string() + ".tmp-" + std::to_string(::getpid());
+  std::ofstream(tmp, std::ios::binary) << text;
+  std::filesystem::rename(tmp, path);
+}
+
 /// `dir`/`name`: the header and the first n data rows of ../shared's sst2/`file`
 inline std::filesystem::path sst2_slice(const std::filesystem::path& dir, const std::string& name,
                                         const std::string& file, std::size_t n) {
@@ -24,9 +34,9 @@ inline std::filesystem::path sst2_slice(const std::filesystem::path& dir, const 
   std::ifstream in(std::string(MINIBERT_TEST_SHARED_DIR) + "/data/sentiment/sst2/" + file);
   REQUIRE(in.good());
   const std::filesystem::path out = dir / name;
-  std::ofstream o(out);
-  std::string line;
-  for (std::size_t i = 0; i <= n && std::getline(in, line); ++i) o << line << "\n";
+  std::string text, line;
+  for (std::size_t i = 0; i <= n && std::getline(in, line); ++i) text += line + "\n";
+  write_fixture(out, text);
   return out;
 }
 
@@ -34,8 +44,8 @@ inline std::filesystem::path sst2_slice(const std::filesystem::path& dir, const 
 inline std::filesystem::path tiny_config(const std::filesystem::path& dir) {
   std::filesystem::create_directories(dir);
   const std::filesystem::path p = dir / "tiny_config.json";
-  std::ofstream(p) << R"({"model_type": "bert", "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 1,
-    "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128, "hidden_act": "gelu"})";
+  write_fixture(p, R"({"model_type": "bert", "vocab_size": 30522, "hidden_size": 32, "num_hidden_layers": 1,
+    "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 128, "hidden_act": "gelu"})");
   return p;
 }
 
