@@ -135,7 +135,7 @@ template <> struct backend<device::stub> {
     call(c, "attention_backward");
   }
   template <class T>
-  static void adamw_step(ctx_t& c, A<T>*, T*, const T*, A<T>*, A<T>*, i64, const adamw_coefficients<A<T>>&) {
+  static void adamw_step(ctx_t& c, std::span<const adamw_tensor<T>>, const adamw_coefficients<A<T>>&) {
     call(c, "adamw_step");
   }
   template <class T> static void sum_squares(ctx_t& c, const T*, i64, double*) { call(c, "sum_squares"); }

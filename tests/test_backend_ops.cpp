@@ -903,6 +903,80 @@ TEST_CASE_TEMPLATE("backend_ops.adamw", D, MINIBERT_TEST_DEVICES) {
   }
 }
 
+namespace {
+/// One adamw_step over a list of tensors of ragged sizes (an empty one, and 70000 elements: two of the CUDA launch's
+/// 65536-element chunks) against one call per tensor, on device D: every master, moment and parameter bit-equal.
+/// P is the parameter type: float (the parameter is its own master) or bfloat16 (an fp32 master beside it).
+template <class P, class D> void check_adamw_list() {
+  using A = minibert::acc_t<P>;
+  auto& ctx = minibert::current_context<D>();
+  const minibert::adamw_coefficients<A> c{A(0.999), A(0.9), A(0.1), A(0.999), A(0.001), A(0.3), A(1e-8), A(-0.01)};
+  const std::vector<std::int64_t> sizes = {5, 0, 70000, 1, 3};
+  struct state {
+    dtensor<A, D> master, m, v;
+    dtensor<P, D> param, grad;
+  };
+  auto make = [&](std::int64_t n, std::uint64_t seed) {
+    auto host = [&](std::uint64_t k, double lo) { return random_tensor<A>({n}, seed * 10 + k, lo, 1.0); };
+    state st{up<D>(host(1, -1.0)), up<D>(host(2, -1.0)), up<D>(host(3, 0.0)), {}, {}};
+    const htensor<A> hp = down(st.master), hg = host(4, -1.0);
+    htensor<P> p = htensor<P>::empty({n}), g = htensor<P>::empty({n});
+    for (std::int64_t i = 0; i < n; ++i) {
+      p.data()[i] = P(hp.data()[i]);
+      g.data()[i] = P(hg.data()[i]);
+    }
+    st.param = up<D>(p);
+    st.grad = up<D>(g);
+    return st;
+  };
+  auto entry = [](state& st) {
+    A* master = nullptr;
+    if constexpr (std::is_same_v<P, A>) master = st.param.data();
+    else master = st.master.data();
+    return minibert::adamw_tensor<P>{master, st.param.data(), st.grad.data(), st.m.data(), st.v.data(), st.param.numel()};
+  };
+  std::vector<state> batched, single;
+  std::vector<minibert::adamw_tensor<P>> list;
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    batched.push_back(make(sizes[i], i + 1));
+    single.push_back(make(sizes[i], i + 1));
+  }
+  for (auto& st : batched) list.push_back(entry(st));
+  minibert::backend<D>::adamw_step(ctx, std::span<const minibert::adamw_tensor<P>>(list), c);
+  for (auto& st : single) {
+    const minibert::adamw_tensor<P> one = entry(st);
+    minibert::backend<D>::adamw_step(ctx, std::span<const minibert::adamw_tensor<P>>(&one, 1), c);
+  }
+  // parameters compared as floats (exact: every bfloat16 is a float)
+  auto params = [](const dtensor<P, D>& t) {
+    std::vector<float> f;
+    for (P x : down(t).to_vector()) f.push_back(float(x));
+    return f;
+  };
+  for (std::size_t i = 0; i < sizes.size(); ++i) {
+    const std::string tag = "adamw_step list, tensor " + std::to_string(i) + " of " + std::to_string(sizes[i]) + dev<D>();
+    check_exact(params(batched[i].param), params(single[i].param), tag + " param");
+    check_exact(down(batched[i].m).to_vector(), down(single[i].m).to_vector(), tag + " exp_avg");
+    check_exact(down(batched[i].v).to_vector(), down(single[i].v).to_vector(), tag + " exp_avg_sq");
+    if constexpr (!std::is_same_v<P, A>) {
+      check_exact(down(batched[i].master).to_vector(), down(single[i].master).to_vector(), tag + " master");
+      std::vector<float> rounded;
+      for (A x : down(batched[i].master).to_vector()) rounded.push_back(float(P(x)));
+      check_exact(params(batched[i].param), rounded, tag + " param = bf16(master)");
+    }
+  }
+  // and the update happened: the big tensor's moments moved from where they started
+  const state fresh = make(sizes[2], 3);
+  CHECK(down(batched[2].m).to_vector() != down(fresh.m).to_vector());
+}
+} // namespace
+
+TEST_CASE_TEMPLATE("backend_ops.adamw_step over a list of tensors", D, MINIBERT_TEST_DEVICES) {
+  BACKEND_OPS_SKIP_UNLESS_USABLE(D);
+  check_adamw_list<float, D>();
+  check_adamw_list<minibert::bfloat16, D>();
+}
+
 TEST_CASE_TEMPLATE("backend_ops.clip_grad_norm", D, MINIBERT_TEST_DEVICES) {
   BACKEND_OPS_SKIP_UNLESS_USABLE(D);
   const htensor<T> ga = random_tensor<T>({3, 5}, 201), gb = random_tensor<T>({2, 7, 6}, 202);

@@ -14,6 +14,7 @@
 #include <cmath>    // sqrt
 #include <concepts> // same_as, convertible_to
 #include <cstdint>  // int64_t, int32_t, uint8_t, uint64_t
+#include <span>     // span (multi-tensor AdamW)
 
 #include <minibert/config.hpp>
 #include <minibert/dtype.hpp>
@@ -64,6 +65,19 @@ struct row_broadcast {
 /// with decay = 1 - lr * weight_decay, neg_step_size = -lr / (1 - beta1^t), bias_correction2_sqrt = sqrt(1 - beta2^t).
 template <class A> struct adamw_coefficients {
   A decay, beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step_size;
+};
+
+/// @brief One tensor of a multi-tensor AdamW update (torch's _multi_tensor_adamw, apex's multi_tensor_apply): n
+/// elements of master weights (the parameter itself when T is its accumulation type), the parameter (written as
+/// T(master) when it is not the master), its gradient and both moments. One adamw_step call updates a list of them
+/// with the same coefficients, so a device can do it in one launch.
+template <class T> struct adamw_tensor {
+  acc_t<T>* master;
+  T* param;
+  const T* grad;
+  acc_t<T>* exp_avg;
+  acc_t<T>* exp_avg_sq;
+  std::int64_t n;
 };
 
 /// @brief torch.nn.utils.clip_grad_norm_'s factor max_norm / (norm + 1e-6) from the sum of squares of all gradients,
@@ -139,7 +153,8 @@ concept backend_for = requires(context<Device>& ctx, T* y, const T* x, T a, std:
                                const std::uint8_t* ckeep, const row_broadcast& rows, const attention_dims& dims,
                                typename backend<Device>::template attention_saved<T>& saved,
                                const typename backend<Device>::template attention_saved<T>& csaved,
-                               const adamw_coefficients<acc_t<T>>& coef, binary_op op, activation act, bool flag,
+                               const adamw_coefficients<acc_t<T>>& coef, std::span<const adamw_tensor<T>> adamw_list,
+                               binary_op op, activation act, bool flag,
                                float p, std::uint64_t seed) {
   // memory and copies
   { ctx.matmul } -> std::convertible_to<matmul_precision>;                      // precision of GEMMs (autocast)
@@ -189,8 +204,9 @@ concept backend_for = requires(context<Device>& ctx, T* y, const T* x, T a, std:
   // mask on the CPU; a kernel may save a log-sum-exp per row instead)
   { backend<Device>::attention_forward(ctx, dims, x, x, x, x, y, saved, p, seed, seed) } -> std::same_as<void>;
   { backend<Device>::attention_backward(ctx, dims, x, x, x, x, x, csaved, p, y, y, y) } -> std::same_as<void>;
-  // optimizer: AdamW on fp32 master weights (acc); the T copy (y) is written when it is not the master itself
-  { backend<Device>::adamw_step(ctx, acc, y, x, acc, acc, n, coef) } -> std::same_as<void>;
+  // optimizer: AdamW over a list of tensors with the same coefficients, on fp32 master weights; each tensor's T copy is
+  // written when it is not the master itself
+  { backend<Device>::adamw_step(ctx, adamw_list, coef) } -> std::same_as<void>;
   { backend<Device>::sum_squares(ctx, x, n, sum_dev) } -> std::same_as<void>;  // *sum_dev += sum x^2 (double)
   { backend<Device>::clip_by_norm(ctx, y, n, csum_dev, 1.0) } -> std::same_as<void>; // torch's clip coefficient
   // fp16 loss scaling (torch._amp_foreach_non_finite_check_and_unscale_): y *= inv_scale in place (y unchanged when

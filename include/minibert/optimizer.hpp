@@ -3,7 +3,8 @@
 /* AdamW with PyTorch 1.13's torch.optim.AdamW semantics (decoupled weight decay, Loshchilov & Hutter 2019; the
    single-tensor path, operation for operation), parameter groups as transformers' Trainer builds them (no decay
    for biases and LayerNorm parameters), its state for trainer checkpoints, and clip_grad_norm
-   (torch.nn.utils.clip_grad_norm_). Updates run through the backend op table (adamw_step, sum_squares, scale),
+   (torch.nn.utils.clip_grad_norm_). Updates run through the backend op table (adamw_step over the parameters of a
+   group at once, as torch's foreach implementation, sum_squares, scale),
    so they work on any device. */
 
 #include <algorithm>     // any_of
@@ -122,6 +123,8 @@ private:
     bool initialized = false;
   };
   const slot* find(const std::string& name) const;
+  /// the scalars of an update at step `step` of a parameter with this weight decay
+  adamw_coefficients<A> coefficients(double lr, double weight_decay, std::int64_t step) const;
 
   std::vector<param_group<T, D>> groups_;
   std::vector<std::vector<slot>> slots_; // parallel to groups_[g].params
@@ -213,11 +216,36 @@ adamw<T, D>::adamw(std::vector<param_group<T, D>> groups, adamw_options options)
   }
 }
 
+template <class T, class D>
+auto adamw<T, D>::coefficients(double lr, double weight_decay, std::int64_t step) const -> adamw_coefficients<A> {
+  // Python-float arithmetic of torch's _single_tensor_adamw, then one rounding to A per scalar
+  const double t = double(step);
+  const double bias_correction1 = 1.0 - std::pow(opt_.beta1, t);
+  const double bias_correction2 = 1.0 - std::pow(opt_.beta2, t);
+  const double step_size = lr / bias_correction1;
+  return {A(1.0 - lr * weight_decay), A(opt_.beta1),
+          A(1.0 - opt_.beta1),        A(opt_.beta2),
+          A(1.0 - opt_.beta2),        A(std::sqrt(bias_correction2)),
+          A(opt_.eps),                A(-step_size)};
+}
+
 template <class T, class D> void adamw<T, D>::step(double lr) {
   MINIBERT_CHECK(std::isfinite(lr) && lr >= 0.0, "adamw", "learning rate " << lr);
   no_grad guard;
+  auto& ctx = current_context<D>();
   for (std::size_t g = 0; g < groups_.size(); ++g) {
-    const double wd = groups_[g].weight_decay;
+    // the group's parameters go to the backend in runs that share their coefficients (the same step count: all of
+    // them, unless some missed a gradient at an earlier step), one multi-tensor call per run
+    std::vector<adamw_tensor<T>> run;
+    std::vector<tensor_t> grads; // the contiguous gradients the run reads, alive until it is queued
+    std::int64_t run_step = 0;
+    auto flush = [&] {
+      if (!run.empty())
+        backend<D>::adamw_step(ctx, std::span<const adamw_tensor<T>>(run),
+                               coefficients(lr, groups_[g].weight_decay, run_step));
+      run.clear();
+      grads.clear();
+    };
     for (std::size_t i = 0; i < groups_[g].params.size(); ++i) {
       variable_t& p = groups_[g].params[i];
       if (!p.has_grad()) continue;
@@ -227,7 +255,6 @@ template <class T, class D> void adamw<T, D>::step(double lr) {
       MINIBERT_CHECK(p.value().is_contiguous(), "adamw", "parameter '" << groups_[g].names[i] << "' is a strided view");
       slot& s = slots_[g][i];
       const std::int64_t n = p.numel();
-      auto& ctx = current_context<D>();
       if (!s.initialized) { // torch: zeros_like(p) at the first step that sees a gradient
         s.st.exp_avg = zeros_on<A, D>(p.shape());
         s.st.exp_avg_sq = zeros_on<A, D>(p.shape());
@@ -239,22 +266,18 @@ template <class T, class D> void adamw<T, D>::step(double lr) {
         s.initialized = true;
       }
       ++s.st.step;
-      // Python-float arithmetic of torch's _single_tensor_adamw, then one rounding to T per scalar
-      const double t = double(s.st.step);
-      const double bias_correction1 = 1.0 - std::pow(opt_.beta1, t);
-      const double bias_correction2 = 1.0 - std::pow(opt_.beta2, t);
-      const double step_size = lr / bias_correction1;
-      const adamw_coefficients<A> c{A(1.0 - lr * wd),          A(opt_.beta1),
-                                    A(1.0 - opt_.beta1),       A(opt_.beta2),
-                                    A(1.0 - opt_.beta2),       A(std::sqrt(bias_correction2)),
-                                    A(opt_.eps),               A(-step_size)};
-      const tensor_t grad = contiguous(p.grad());
+      if (s.st.step != run_step) {
+        flush();
+        run_step = s.st.step;
+      }
+      grads.push_back(contiguous(p.grad()));
       T* param = p.mutable_value().data();
       A* master = nullptr;
       if constexpr (std::is_same_v<T, A>) master = param;
       else master = s.st.master.data();
-      backend<D>::adamw_step(ctx, master, param, grad.data(), s.st.exp_avg.data(), s.st.exp_avg_sq.data(), n, c);
+      run.push_back({master, param, grads.back().data(), s.st.exp_avg.data(), s.st.exp_avg_sq.data(), n});
     }
+    flush();
   }
 }
 

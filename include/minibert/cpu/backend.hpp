@@ -202,9 +202,8 @@ template <> struct backend<device::cpu> {
 
   // ------------------------------------------------------------------ optimizer
   template <class T>
-  static void adamw_step(ctx_t&, A<T>* master, T* param, const T* g, A<T>* m, A<T>* v, i64 n,
-                         const adamw_coefficients<A<T>>& c) {
-    cpu::adamw_step(master, param, g, m, v, n, c);
+  static void adamw_step(ctx_t&, std::span<const adamw_tensor<T>> tensors, const adamw_coefficients<A<T>>& c) {
+    for (const adamw_tensor<T>& t : tensors) cpu::adamw_step(t.master, t.param, t.grad, t.exp_avg, t.exp_avg_sq, t.n, c);
   }
   template <class T> static void sum_squares(ctx_t&, const T* x, i64 n, double* total) {
     total[0] += cpu::sum_squares(x, n);

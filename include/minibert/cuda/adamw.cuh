@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 #pragma once
-/* CUDA kernels of the optimizer (llm.c's llmc/adamw.cuh): the fused AdamW update on fp32 master weights in
+/* CUDA kernels of the optimizer (llm.c's llmc/adamw.cuh): the fused multi-tensor AdamW update (one launch for a
+   list of parameters, as torch's _multi_tensor_adamw) on fp32 master weights in
    cpu/adamw.hpp's (torch's) operation order, with round-to-nearest intrinsics so that nvcc contracts nothing into an
    FMA the CPU does not do; the sum of squares of a gradient (double, deterministic two-pass reduction) that
    clip_grad_norm adds up over parameters; the clip itself, whose coefficient is read from device memory; and the
@@ -11,11 +12,14 @@
 
 #include <algorithm>   // min, max
 #include <cstdint>     // int64_t
+#include <span>        // span
 #include <type_traits> // is_same_v
+#include <vector>      // vector (the chunk list)
 
 #include <minibert/backend.hpp>
 #include <minibert/cuda/backend.hpp>
 #include <minibert/cuda/common.cuh>
+#include <minibert/cuda/memory.cuh> // staged_upload
 
 namespace minibert {
 namespace cuda {
@@ -26,24 +30,36 @@ namespace cuda {
 inline constexpr int adamw_block = 256;
 inline constexpr int sum_squares_max_partials = 1024; // a function of n only: the same sums on every device
 
-// one AdamW step per element on master p (n), m, v (n), grad g (n); param (n) = T(p) unless it is p itself
+inline constexpr i64 adamw_chunk = i64(1) << 16; // elements of one tensor per block of the multi-tensor launch
+
+/// @brief one block's share of a multi-tensor AdamW launch: elements [start, start + adamw_chunk) of a tensor
+struct adamw_chunk_ref {
+  std::int64_t tensor, start;
+};
+
+// One AdamW step per element over a list of tensors, one block per chunk (apex's multi_tensor_apply): master p, m, v
+// (fp32) and grad g of chunk b's tensor; its param = T(p) unless the param is the master itself
 //   p = p * decay;  m = m * beta1 + (1-beta1) * g;  v = v * beta2 + (1-beta2) * g * g;
 //   p = p + (neg_step_size * m) / (sqrt(v) / bias_correction2_sqrt + eps)
 template <class T>
-__global__ void adamw_kernel(i64 n, float* __restrict__ master, T* param, const T* __restrict__ g,
-                             float* __restrict__ m, float* __restrict__ v, adamw_coefficients<float> c,
-                             bool write_param) {
-  for (i64 i = global_thread_index(); i < n; i += global_thread_count()) {
-    const float gi = to_float(g[i]);
-    const float p = __fmul_rn(master[i], c.decay);
-    const float mi = __fadd_rn(__fmul_rn(m[i], c.beta1), __fmul_rn(c.one_minus_beta1, gi));
-    const float vi = __fadd_rn(__fmul_rn(v[i], c.beta2), __fmul_rn(__fmul_rn(c.one_minus_beta2, gi), gi));
+__global__ void adamw_kernel(const adamw_tensor<T>* __restrict__ tensors, const adamw_chunk_ref* __restrict__ chunks,
+                             adamw_coefficients<float> c) {
+  const adamw_chunk_ref ch = chunks[blockIdx.x];
+  const adamw_tensor<T> t = tensors[ch.tensor];
+  const bool write_param = t.param && static_cast<const void*>(t.param) != static_cast<const void*>(t.master);
+  const i64 end = min(t.n, ch.start + adamw_chunk);
+  for (i64 i = ch.start + threadIdx.x; i < end; i += blockDim.x) {
+    const float gi = to_float(t.grad[i]);
+    const float p = __fmul_rn(t.master[i], c.decay);
+    const float mi = __fadd_rn(__fmul_rn(t.exp_avg[i], c.beta1), __fmul_rn(c.one_minus_beta1, gi));
+    const float vi =
+        __fadd_rn(__fmul_rn(t.exp_avg_sq[i], c.beta2), __fmul_rn(__fmul_rn(c.one_minus_beta2, gi), gi));
     const float denom = __fadd_rn(__fdiv_rn(__fsqrt_rn(vi), c.bias_correction2_sqrt), c.eps);
     const float pn = __fadd_rn(p, __fdiv_rn(__fmul_rn(c.neg_step_size, mi), denom));
-    master[i] = pn;
-    m[i] = mi;
-    v[i] = vi;
-    if (write_param) param[i] = from_float<T>(pn);
+    t.master[i] = pn;
+    t.exp_avg[i] = mi;
+    t.exp_avg_sq[i] = vi;
+    if (write_param) t.param[i] = from_float<T>(pn);
   }
 }
 
@@ -99,13 +115,27 @@ __global__ void non_finite_check_and_unscale_kernel(i64 n, T* __restrict__ g, ac
 // ---------------------------------------------------------------------------------------------------------------------
 // kernel launchers
 
-/// master, m, v (n) fp32 updated in place from grad g (n); param (n) = T(master) unless it is the master itself
+/// every tensor's master, m, v fp32 updated in place from its grad; its param = T(master) unless it is the master
+/// itself. One launch for the whole list: the tensor table and the chunk list go to device scratch first.
 template <class T>
-void backend<device::cuda>::adamw_step(ctx_t& ctx, A<T>* master, T* param, const T* g, A<T>* m, A<T>* v, i64 n,
+void backend<device::cuda>::adamw_step(ctx_t& ctx, std::span<const adamw_tensor<T>> tensors,
                                        const adamw_coefficients<A<T>>& c) {
   static_assert(std::is_same_v<A<T>, float>, "the CUDA AdamW keeps fp32 master weights and moments");
-  const bool write_param = param && static_cast<const void*>(param) != static_cast<const void*>(master);
-  cuda::launch_1d(cuda::adamw_kernel<T>, n, cuda::stream_of(ctx), master, param, g, m, v, c, write_param);
+  std::vector<cuda::adamw_chunk_ref> chunks;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    MINIBERT_CHECK(tensors[i].n >= 0, "adamw_step", "tensor " << i << " of " << tensors.size() << ": n = " << tensors[i].n);
+    for (i64 start = 0; start < tensors[i].n; start += cuda::adamw_chunk) chunks.push_back({i64(i), start});
+  }
+  if (chunks.empty()) return;
+  MINIBERT_CHECK(chunks.size() <= 0x7fffffffu, "adamw_step", chunks.size() << " chunks of " << cuda::adamw_chunk
+                                                                          << " elements: beyond one launch");
+  const std::size_t table = (tensors.size_bytes() + 255) / 256 * 256;
+  auto* dev = static_cast<unsigned char*>(ctx.scratch_bytes(table + chunks.size() * sizeof(cuda::adamw_chunk_ref)));
+  cuda::staged_upload(ctx, tensors.data(), dev, tensors.size_bytes());
+  cuda::staged_upload(ctx, chunks.data(), dev + table, chunks.size() * sizeof(cuda::adamw_chunk_ref));
+  cuda::adamw_kernel<T><<<static_cast<unsigned>(chunks.size()), cuda::adamw_block, 0, cuda::stream_of(ctx)>>>(
+      reinterpret_cast<const adamw_tensor<T>*>(dev), reinterpret_cast<const cuda::adamw_chunk_ref*>(dev + table), c);
+  MINIBERT_CUDA_CHECK(cudaGetLastError());
 }
 
 /// x (n) -> total[0] += sum x^2 (double, on the device)
