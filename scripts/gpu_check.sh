@@ -3,12 +3,14 @@
 # The GPU check, in two halves so that the GPU machine spends no time compiling:
 #   scripts/gpu_check.sh build [DIR]   here (nvcc needs no GPU): configures DIR (default build-gpu) and builds only the
 #                                      GPU programs: tests/test_backend_ops, tests/test_cuda_model, tests/test_cuda_gemm,
-#                                      tests/test_distributed (its NCCL case), benchmarks/bench_bert and
-#                                      benchmarks/bench_gemm_cuda, benchmarks/gemm_workbench
+#                                      tests/test_cuda_attention, tests/test_distributed (its NCCL case),
+#                                      benchmarks/bench_bert, bench_gemm_cuda, bench_attention_cuda, gemm_workbench and
+#                                      attention_workbench
 #   scripts/gpu_check.sh run [DIR]     on the GPU machine (the device tool carries DIR/tests and DIR/benchmarks): runs the
 #                                      GPU tests and benchmarks with time limits and writes $OUT/gpu_check.json (GPU name,
 #                                      each test case's result, each benchmark's figure) and prints the GEMM table
-#                                      (own kernel against cuBLASLt); every step has a time limit.
+#                                      (own kernel against cuBLASLt) and the attention table (flash against the
+#                                      materialized path); every step has a time limit.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:-run}
@@ -18,10 +20,11 @@ if [ "$mode" = build ]; then
   set -e
   cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMINIBERT_CUDA=ON -DMINIBERT_BUILD_BENCHMARKS=ON \
         -DMINIBERT_NATIVE=OFF -DMINIBERT_BUILD_EXAMPLES=ON
-  cmake --build "$dir" --target test_backend_ops test_cuda_model test_cuda_gemm test_distributed bench_bert \
-                                bench_gemm_cuda gemm_workbench
+  cmake --build "$dir" --target test_backend_ops test_cuda_model test_cuda_gemm test_cuda_attention test_distributed \
+                                bench_bert bench_gemm_cuda bench_attention_cuda gemm_workbench attention_workbench
   ls -la "$dir/tests/test_backend_ops" "$dir/tests/test_cuda_model" "$dir/tests/test_cuda_gemm" \
-         "$dir/tests/test_distributed" "$dir/benchmarks/bench_bert" "$dir/benchmarks/bench_gemm_cuda"
+         "$dir/tests/test_cuda_attention" "$dir/tests/test_distributed" "$dir/benchmarks/bench_bert" \
+         "$dir/benchmarks/bench_gemm_cuda" "$dir/benchmarks/bench_attention_cuda"
   exit 0
 fi
 
@@ -31,12 +34,13 @@ log() { echo "[gpu_check $(date +%T)] $*"; }
 gpu=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -1)
 log "GPU: $gpu"
 for exe in "$dir/tests/test_backend_ops" "$dir/tests/test_cuda_model" "$dir/tests/test_cuda_gemm" \
-           "$dir/tests/test_distributed" "$dir/benchmarks/bench_bert" "$dir/benchmarks/bench_gemm_cuda"; do
+           "$dir/tests/test_cuda_attention" "$dir/tests/test_distributed" "$dir/benchmarks/bench_bert" \
+           "$dir/benchmarks/bench_gemm_cuda" "$dir/benchmarks/bench_attention_cuda"; do
   missing=$(ldd "$exe" 2>/dev/null | grep "not found" || true)
   [ -n "$missing" ] && log "$exe: missing libraries: $missing"
 done
 # tests: doctest's JUnit report per program (fp32, TF32 off: the tolerances assume it)
-for t in test_backend_ops test_cuda_model test_cuda_gemm; do
+for t in test_backend_ops test_cuda_model test_cuda_gemm test_cuda_attention; do
   log "running $t"
   env -u MINIBERT_ALLOW_TF32 timeout 240 "$dir/tests/$t" --reporters=junit --out="$out/$t.xml" >"$out/$t.log" 2>&1
   echo "exit $?" >>"$out/$t.log"
@@ -49,6 +53,11 @@ if command -v compute-sanitizer >/dev/null; then
     >"$out/test_cuda_gemm_memcheck.log" 2>&1
   echo "exit $?" >>"$out/test_cuda_gemm_memcheck.log"
   tail -3 "$out/test_cuda_gemm_memcheck.log"
+  log "compute-sanitizer memcheck: test_cuda_attention (packed sequences)"
+  timeout 180 compute-sanitizer --tool memcheck --error-exitcode 9 "$dir/tests/test_cuda_attention" "-tc=*varlen*" \
+    >"$out/test_cuda_attention_memcheck.log" 2>&1
+  echo "exit $?" >>"$out/test_cuda_attention_memcheck.log"
+  tail -3 "$out/test_cuda_attention_memcheck.log"
 fi
 # the NCCL communicator on one GPU (the other cases of test_distributed need the Python references: CPU-only)
 log "running test_distributed (NCCL)"
@@ -74,6 +83,12 @@ timeout 150 "$dir/benchmarks/bench_gemm_cuda" --benchmark_filter='BF16|FP16' --b
   --benchmark_out="$out/bench_gemm_cuda.json" >/dev/null 2>"$out/bench_gemm_cuda.err"
 MINIBERT_ALLOW_TF32=1 timeout 90 "$dir/benchmarks/bench_gemm_cuda" --benchmark_filter=TF32 --benchmark_format=json \
   --benchmark_out="$out/bench_gemm_cuda_tf32.json" >/dev/null 2>"$out/bench_gemm_cuda_tf32.err"
+# attention: the workbench, and the flash kernels beside the materialized path at bert-base's shapes
+for shape in "32 128" "32 512"; do
+  timeout 60 "$dir/benchmarks/attention_workbench" $shape 2>&1 | tee -a "$out/attention_workbench.log"
+done
+timeout 150 "$dir/benchmarks/bench_attention_cuda" --benchmark_format=json \
+  --benchmark_out="$out/bench_attention_cuda.json" >/dev/null 2>"$out/bench_attention_cuda.err"
 python3 - "$out" "$gpu" <<'PY'
 import glob, json, os, sys
 import xml.etree.ElementTree as ET
@@ -88,11 +103,12 @@ for xml in sorted(glob.glob(os.path.join(out, "test_*.xml"))):
     for case in root.iter("testcase"):
         status = "failed" if case.find("failure") is not None or case.find("error") is not None else "passed"
         summary["tests"][case.get("name")] = status
-for name in ("bench_cuda_fp32", "bench_cuda_tf32", "bench_cpu", "bench_gemm_cuda", "bench_gemm_cuda_tf32"):
+for name in ("bench_cuda_fp32", "bench_cuda_tf32", "bench_cpu", "bench_gemm_cuda", "bench_gemm_cuda_tf32",
+             "bench_attention_cuda"):
     path = os.path.join(out, name + ".json")
     try:
         for b in json.load(open(path))["benchmarks"]:
-            summary["benchmarks"][f"{name}:{b['name']}"] = {k: b.get(k) for k in ("real_time", "time_unit", "samples_per_s", "TFLOP/s", "own_kernel", "error_message") if k in b}
+            summary["benchmarks"][f"{name}:{b['name']}"] = {k: b.get(k) for k in ("real_time", "time_unit", "samples_per_s", "TFLOP/s", "GB/s", "own_kernel", "flash_kernel", "error_message") if k in b}
     except Exception as e:
         summary["benchmarks"][name] = f"no result: {e}"
 json.dump(summary, open(os.path.join(out, "gpu_check.json"), "w"), indent=2)
@@ -106,6 +122,14 @@ for name, own in sorted(gemm.items()):
         own_tf, lt_tf = own["TFLOP/s"], lt["TFLOP/s"]  # the counter is already in TFLOP/s
         print(f"{name.replace('BM_Gemm_Own_', '')}: own {own_tf:.1f} TFLOP/s, cuBLASLt {lt_tf:.1f}, "
               f"ratio {own_tf / lt_tf:.3f}{'' if own.get('own_kernel') else ' (own provider declined: cuBLASLt ran)'}")
+# the attention table: flash against the materialized path (cuBLASLt + softmax), shape by shape
+attn = {k.split(":", 1)[1]: v for k, v in summary["benchmarks"].items() if k.startswith("bench_attention_cuda:")}
+for name, fl in sorted(attn.items()):
+    mat = attn.get(name.replace("_Flash_", "_Materialized_"), {})
+    if "_Flash_" in name and "TFLOP/s" in fl and "TFLOP/s" in mat:
+        print(f"{name.replace('BM_Attention_Flash_', '')}: flash {fl['TFLOP/s']:.1f} TFLOP/s {fl['GB/s']:.0f} GB/s, "
+              f"materialized {mat['TFLOP/s']:.1f} TFLOP/s, ratio {fl['TFLOP/s'] / mat['TFLOP/s']:.3f}"
+              f"{'' if fl.get('flash_kernel') else ' (flash declined: materialized ran)'}")
 failed = [k for k, v in summary["tests"].items() if v != "passed"]
 print(json.dumps({"gpu": gpu, "cases": len(summary["tests"]), "failed": failed}, indent=1))
 PY

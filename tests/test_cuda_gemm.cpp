@@ -2,8 +2,9 @@
 // The GEMM providers of the CUDA backend (cuda/gemm.cuh: cuBLASLt, and the own tensor-core kernel of
 // cuda/gemm_mma.cuh) against a double-precision host reference, on ragged shapes (sizes that are not multiples of the
 // kernel's 128 x 128 x 32 tiles), every transpose combination, padded leading dims, strided batches, alpha and beta,
-// and the bias epilogue; for bf16 and fp16 data, and fp32 data under bf16 / fp16 matmul precision or TF32. Built
-// only with the CUDA backend; skipped without a GPU.
+// and the bias epilogue; for bf16 and fp16 data, and fp32 data under bf16 / fp16 matmul precision or TF32; and
+// activation_linear's GELU fused into the own kernel against the same products unfused. Built only with the CUDA
+// backend; skipped without a GPU.
 //
 // TOLERANCE. Both providers round the operands (the reference rounds them the same way) and accumulate in fp32, in
 // different orders: |got - want| <= eps_out (|alpha p| + |beta c| + |bias|) + 4 K 2^-24 |alpha| sum_k |a b|, with
@@ -24,6 +25,7 @@
 #include <vector>   // vector
 
 #include <minibert/cuda/backend.hpp>
+#include <minibert/tensor_ops.hpp> // zeros_on, to_host
 
 #include "test_helpers.hpp"
 
@@ -254,4 +256,65 @@ TEST_CASE("cuda gemm: linear_forward's bias epilogue on the own kernel equals cu
       }
     }
   CHECK(bad == 0);
+}
+
+namespace {
+template <class T> std::vector<float> as_floats(const tensor<T, cuda>& t) {
+  const tensor<T> h = to_host(t);
+  std::vector<float> f;
+  for (i64 i = 0; i < h.numel(); ++i) f.push_back(float(h.data()[i]));
+  return f;
+}
+
+/// activation_linear's fused products (GELU applied as the own kernel loads u, GELU' in du's epilogue) against the
+/// same products unfused on the own kernel (activation into a temporary first): out, dw and dbias bit for bit (the
+/// operands are rounded from the same fp32 values); du within 4 unit roundoffs, since the unfused path rounds
+/// dout w to T before multiplying by GELU'(u).
+template <class T> void check_fused_activation_linear(matmul_precision prec) {
+  const i64 N = 130, K = 200, C = 70; // tokens, intermediate (the GELU's width), output
+  const auto u = random_values<T>(std::size_t(N * K), 11), w = random_values<T>(std::size_t(C * K), 12);
+  const auto bias = random_values<T>(std::size_t(C), 13), dout = random_values<T>(std::size_t(N * C), 14);
+  const tensor<T, cuda> du_in = upload(u), dw_in = upload(w), db_in = upload(bias), dd = upload(dout);
+  std::vector<std::vector<float>> fused, unfused;
+  with_provider(gemm_provider::own, prec, [&] {
+    auto& ctx = current_context<cuda>();
+    const activation act = activation::gelu_erf;
+    tensor<T, cuda> out = tensor<T, cuda>::empty({N * C}), du = tensor<T, cuda>::empty({N * K});
+    tensor<T, cuda> dw = zeros_on<T, cuda>({C * K}), db = zeros_on<T, cuda>({C});
+    const std::uint64_t before = ctx.own_gemm_launches;
+    backend<cuda>::activation_linear_forward(ctx, act, du_in.data(), dw_in.data(), db_in.data(), out.data(), N, K, C);
+    backend<cuda>::activation_linear_backward(ctx, act, dd.data(), du_in.data(), dw_in.data(), du.data(), dw.data(),
+                                              db.data(), N, K, C);
+    CHECK_MESSAGE(ctx.own_gemm_launches - before == 3, "the fused path did not run the own kernel three times");
+    fused = {as_floats(out), as_floats(du), as_floats(dw), as_floats(db)};
+    // unfused: act(u) into a temporary, then the plain products and the activation's backward
+    tensor<T, cuda> a = tensor<T, cuda>::empty({N * K}), da = tensor<T, cuda>::empty({N * K});
+    tensor<T, cuda> out2 = tensor<T, cuda>::empty({N * C}), du2 = tensor<T, cuda>::empty({N * K});
+    tensor<T, cuda> dw2 = zeros_on<T, cuda>({C * K}), db2 = zeros_on<T, cuda>({C});
+    backend<cuda>::activation_forward(ctx, act, du_in.data(), a.data(), N * K);
+    backend<cuda>::linear_forward(ctx, static_cast<const T*>(a.data()), dw_in.data(), db_in.data(), out2.data(), N, K, C);
+    backend<cuda>::linear_backward(ctx, dd.data(), static_cast<const T*>(a.data()), dw_in.data(), da.data(), dw2.data(),
+                                   db2.data(), N, K, C);
+    backend<cuda>::activation_backward(ctx, act, du_in.data(), static_cast<const T*>(da.data()), du2.data(), N * K);
+    unfused = {as_floats(out2), as_floats(du2), as_floats(dw2), as_floats(db2)};
+  });
+  const char* names[] = {"out", "du", "dw", "dbias"};
+  for (int t = 0; t < 4; ++t) {
+    int bad = 0;
+    for (std::size_t i = 0; i < fused[t].size(); ++i) {
+      const double f = fused[t][i], e = unfused[t][i];
+      const double tol = t == 1 ? 4 * unit_roundoff<T>() * std::fabs(e) + 1e-30 : 0.0;
+      if (!(std::fabs(f - e) <= tol) && ++bad <= 3)
+        FAIL_CHECK(names[t] << "[" << i << "] fused " << f << ", unfused " << e << " (tolerance " << tol << ")");
+    }
+    CHECK_MESSAGE(bad == 0, names[t] << ": " << bad << " values differ");
+  }
+}
+} // namespace
+
+TEST_CASE("cuda gemm: activation_linear with GELU fused into the own kernel equals the unfused products") {
+  if (skip_without_gpu("cuda gemm fused activation")) return;
+  check_fused_activation_linear<bfloat16>(matmul_precision::fp32);
+  check_fused_activation_linear<half>(matmul_precision::fp32);
+  check_fused_activation_linear<float>(matmul_precision::bf16);
 }

@@ -17,6 +17,7 @@
 
 #include <minibert/backend.hpp>
 #include <minibert/cuda/backend.hpp>
+#include <minibert/cuda/attention_flash.cuh>
 #include <minibert/cuda/common.cuh>
 #include <minibert/cuda/dropout.cuh>
 #include <minibert/cuda/softmax.cuh>
@@ -68,6 +69,53 @@ __global__ void attention_softmax_kernel(T* S, const T* __restrict__ mask, i64 R
   for (i64 j = lane; j < Tn; j += 32) row[j] = from_float<T>(j < L ? expf(value(j) - m) * inv : 0.0f);
 }
 
+/// @brief whether the flash kernels take attention over dims d with data T under ctx (ctx.attention asks for them)
+template <class T> bool flash_attention_takes(const context<device::cuda>& ctx, const attention_dims& d) {
+  return ctx.attention == attention_provider::flash && d.NH > 0 && d.C % d.NH == 0 &&
+         flash::supported_head_size(d.HS()) && flash::tensor_core_operands<T>(ctx) && d.B <= 65535 &&
+         d.NH <= 65535 && flash::flash_device();
+}
+
+/// @brief the flash kernels' parameters for padded (B,T) rows (key_len: device (B), or null for every key)
+inline flash::params flash_params(const attention_dims& d, const int* key_len, float p, std::uint64_t seed,
+                                  std::uint64_t base) {
+  flash::params pr;
+  pr.B = d.B;
+  pr.T = d.T;
+  pr.NH = d.NH;
+  pr.ld = d.ld_qkv;
+  pr.ldo = d.C;
+  pr.key_len = key_len;
+  pr.scale = 1.0f / std::sqrt(float(d.HS()));
+  pr.p = p;
+  pr.keep_scale = dropout_scale(p);
+  pr.seed = seed;
+  pr.base = base;
+  return pr;
+}
+
+/// @brief the same for packed sequences
+template <class VarlenDims>
+flash::params flash_params(const VarlenDims& d, float p, std::uint64_t seed, std::uint64_t base) {
+  flash::params pr = flash_params(attention_dims{d.B, d.max_seqlen, d.C, d.NH, d.ld_qkv}, nullptr, p, seed, base);
+  pr.cu_seqlens = d.cu_seqlens;
+  return pr;
+}
+
+/// @brief the (B) key lengths of mask into device scratch (null without a mask: every key counts), followed by
+/// `extra_floats` floats of scratch for the caller
+template <class T>
+int* flash_key_lengths(context<device::cuda>& ctx, const attention_dims& d, const T* mask, i64 extra_floats,
+                       float** extra) {
+  const std::size_t key_bytes = std::size_t(d.B) * sizeof(int), pad = (key_bytes + 255) / 256 * 256;
+  auto* block = static_cast<unsigned char*>(ctx.scratch_bytes(pad + std::size_t(extra_floats) * sizeof(float)));
+  if (extra) *extra = reinterpret_cast<float*>(block + pad);
+  if (!mask) return nullptr;
+  int* key_len = reinterpret_cast<int*>(block);
+  flash::key_lengths(ctx, mask, d.B, d.T, attention_masked_below<T>(), key_len);
+  return key_len;
+}
+
 } // namespace cuda
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -82,9 +130,25 @@ void backend<device::cuda>::attention_forward(ctx_t& ctx, const attention_dims& 
   MINIBERT_CHECK(NH > 0 && C % NH == 0, "attention", "C " << C << " not divisible by " << NH << " heads");
   MINIBERT_CHECK(p >= 0.0f && p < 1.0f, "attention", "dropout probability " << p << " outside [0, 1)");
   const i64 HS = d.HS(), TT = Tn * Tn, n = B * NH * TT;
+  saved = attention_saved<T>();
+  if (n == 0 || C == 0) {
+    saved.probs = tensor<T, device::cuda>::empty({B, NH, Tn, Tn});
+    return;
+  }
+  if (cuda::flash_attention_takes<T>(ctx, d)) {
+    // fused: lse (B,NH,T) and a copy of the output are what the backward needs
+    saved.lse = tensor<float, device::cuda>::empty({B, NH, Tn});
+    saved.out = tensor<T, device::cuda>::empty({B, Tn, C});
+    saved.seed = seed;
+    saved.base = base;
+    saved.matmul = ctx.matmul;
+    const int* key_len = cuda::flash_key_lengths(ctx, d, mask, 0, nullptr);
+    cuda::flash::forward(ctx, cuda::flash_params(d, key_len, p, seed, base), HS, q, k, v, mask, out, saved.lse.data());
+    copy(ctx, static_cast<const T*>(out), saved.out.data(), B * Tn * C);
+    ++ctx.flash_attention_launches;
+    return;
+  }
   saved.probs = tensor<T, device::cuda>::empty({B, NH, Tn, Tn});
-  saved.keep = tensor<std::uint8_t, device::cuda>();
-  if (n == 0 || C == 0) return;
   cudaStream_t stream = cuda::stream_of(ctx);
   T* P = saved.probs.data();
   const float scale = 1.0f / std::sqrt(float(HS));
@@ -112,15 +176,26 @@ void backend<device::cuda>::attention_forward(ctx_t& ctx, const attention_dims& 
 }
 
 /// dout (B,T,C), q, k, v (B,T,C) row stride d.ld_qkv, saved probs/keep -> dq, dk, dv (B,T,C) row stride d.ld_qkv,
-/// overwritten. The mask is additive (no gradient) and its key lengths are already in the zeros of P.
+/// overwritten. The mask is additive (no gradient) and its key lengths are already in the zeros of P (materialized),
+/// or recomputed from it (flash: saved.lse defined).
 template <class T>
 void backend<device::cuda>::attention_backward(ctx_t& ctx, const attention_dims& d, const T* dout, const T* q,
-                                               const T* k, const T* v, const T* /*mask*/,
+                                               const T* k, const T* v, const T* mask,
                                                const attention_saved<T>& saved, float p, T* dq, T* dk, T* dv) {
   const i64 B = d.B, Tn = d.T, C = d.C, NH = d.NH, ld = d.ld_qkv;
   MINIBERT_CHECK(NH > 0 && C % NH == 0, "attention", "C " << C << " not divisible by " << NH << " heads");
   const i64 HS = d.HS(), TT = Tn * Tn, n = B * NH * TT;
   if (n == 0 || C == 0) return;
+  if (saved.lse.defined()) {
+    MINIBERT_CHECK(saved.lse.numel() == B * NH * Tn && saved.out.numel() == B * Tn * C, "attention",
+                   "saved lse " << saved.lse.shape() << " and output " << saved.out.shape() << " for B " << B
+                                << ", NH " << NH << ", T " << Tn << ", C " << C);
+    float* delta = nullptr;
+    const int* key_len = cuda::flash_key_lengths(ctx, d, mask, B * NH * Tn, &delta);
+    cuda::flash::backward(ctx, saved.matmul, cuda::flash_params(d, key_len, p, saved.seed, saved.base), HS, dout, q,
+                          k, v, mask, saved.out.data(), saved.lse.data(), delta, dq, dk, dv);
+    return;
+  }
   MINIBERT_CHECK(saved.probs.data() && saved.probs.numel() == n, "attention",
                  "saved probabilities " << saved.probs.shape() << " for B " << B << ", NH " << NH << ", T " << Tn);
   MINIBERT_CHECK(p == 0.0f || (saved.keep.data() && saved.keep.numel() == n), "attention",
@@ -157,6 +232,41 @@ void backend<device::cuda>::attention_backward(ctx_t& ctx, const attention_dims&
     gemm_batched<T>(ctx, true, false, Tn, HS, Tn, scale, dS, Tn, TT, q + b * Tn * ld, ld, HS, 0.0f, dk + b * Tn * ld,
                     ld, HS, NH);
   }
+}
+
+/// packed sequences (varlen_dims) -> out (rows, C), lse (B,NH,max_seqlen); flash kernels only
+template <class T>
+void backend<device::cuda>::attention_varlen_forward(ctx_t& ctx, const varlen_dims& d, const T* q, const T* k,
+                                                     const T* v, T* out, float* lse, float p, std::uint64_t seed,
+                                                     std::uint64_t base) {
+  const attention_dims padded{d.B, d.max_seqlen, d.C, d.NH, d.ld_qkv};
+  MINIBERT_CHECK(p >= 0.0f && p < 1.0f, "attention_varlen", "dropout probability " << p << " outside [0, 1)");
+  MINIBERT_CHECK(d.cu_seqlens && ctx.attention == attention_provider::flash && cuda::flash_attention_takes<T>(ctx, padded),
+                 "attention_varlen", "B " << d.B << ", C " << d.C << ", NH " << d.NH << " (head size "
+                                          << (d.NH > 0 ? d.C / d.NH : 0) << "), " << dtype_name(dtype_v<T>)
+                                          << ": packed sequences need the flash provider, head size 32, 64 or 128, "
+                                             "tensor-core operands and an sm_80+ device");
+  if (d.B == 0 || d.max_seqlen == 0) return;
+  cuda::flash::forward(ctx, cuda::flash_params(d, p, seed, base), d.C / d.NH, q, k, v, static_cast<const T*>(nullptr),
+                       out, lse);
+  ++ctx.flash_attention_launches;
+}
+
+/// packed sequences: dout, the forward's out and lse -> dq, dk, dv (rows, ld_qkv), overwritten
+template <class T>
+void backend<device::cuda>::attention_varlen_backward(ctx_t& ctx, const varlen_dims& d, const T* dout, const T* q,
+                                                      const T* k, const T* v, const T* out, const float* lse, float p,
+                                                      std::uint64_t seed, std::uint64_t base, T* dq, T* dk, T* dv) {
+  const attention_dims padded{d.B, d.max_seqlen, d.C, d.NH, d.ld_qkv};
+  MINIBERT_CHECK(p >= 0.0f && p < 1.0f, "attention_varlen", "dropout probability " << p << " outside [0, 1)");
+  MINIBERT_CHECK(d.cu_seqlens && ctx.attention == attention_provider::flash && cuda::flash_attention_takes<T>(ctx, padded),
+                 "attention_varlen", "B " << d.B << ", C " << d.C << ", NH " << d.NH
+                                          << ": packed sequences need the flash provider (see the forward)");
+  if (d.B == 0 || d.max_seqlen == 0) return;
+  float* delta = nullptr;
+  cuda::flash_key_lengths(ctx, padded, static_cast<const T*>(nullptr), d.B * d.NH * d.max_seqlen, &delta);
+  cuda::flash::backward(ctx, ctx.matmul, cuda::flash_params(d, p, seed, base), d.C / d.NH, dout, q, k, v,
+                        static_cast<const T*>(nullptr), out, lse, delta, dq, dk, dv);
 }
 
 } // namespace minibert

@@ -12,6 +12,7 @@
 #include <cstddef> // size_t
 #include <cstdint> // int64_t, int32_t, uint8_t, uint64_t
 #include <cstdlib> // getenv
+#include <span>    // span
 #include <string>  // string
 
 #include <minibert/backend.hpp>
@@ -43,6 +44,25 @@ inline gemm_provider gemm_provider_from_env() {
   return p;
 }
 
+/// @brief how attention runs: "materialized" (the (B,NH,T,T) probabilities in memory, GEMMs around a softmax kernel,
+/// cuda/attention.cuh: every head size and data type) or "flash" (cuda/attention_flash.cuh: fused on the tensor cores,
+/// nothing of size T x T stored; head sizes 32, 64, 128, half and bfloat16 data or fp32 data under bf16 / fp16 matmul
+/// precision, sm_80 and newer). What flash does not take runs materialized either way.
+enum class attention_provider { materialized, flash };
+
+/// @brief the provider MINIBERT_ATTENTION_PROVIDER names ("materialized", the default, or "flash"), read once
+/// @throws minibert::error for another value
+inline attention_provider attention_provider_from_env() {
+  static const attention_provider p = [] {
+    const char* v = std::getenv("MINIBERT_ATTENTION_PROVIDER");
+    const std::string s = v ? v : "materialized";
+    MINIBERT_CHECK(s == "materialized" || s == "flash", "attention",
+                   "MINIBERT_ATTENTION_PROVIDER=" << s << ": expected materialized or flash");
+    return s == "flash" ? attention_provider::flash : attention_provider::materialized;
+  }();
+  return p;
+}
+
 /// @brief A CUDA context: the stream every call is queued on, the cuBLASLt handle and its workspace, and a scratch
 /// arena (device memory, valid until the next scratch() call). Handles are opaque here (no CUDA types).
 template <> struct context<device::cuda> {
@@ -58,6 +78,9 @@ template <> struct context<device::cuda> {
   /// who runs this context's matrix products (set it per call site, or for the process with MINIBERT_GEMM_PROVIDER)
   gemm_provider gemm = gemm_provider_from_env();
   std::uint64_t own_gemm_launches = 0; ///< products the own kernels ran on this context (tests and benchmarks read it)
+  /// who runs this context's attention (set it per call site, or for the process with MINIBERT_ATTENTION_PROVIDER)
+  attention_provider attention = attention_provider_from_env();
+  std::uint64_t flash_attention_launches = 0; ///< attention forwards the flash kernels ran on this context
   void* stream = nullptr;          ///< cudaStream_t
   void* blaslt = nullptr;          ///< cublasLtHandle_t
   void* workspace = nullptr;       ///< cuBLASLt workspace (device memory)
@@ -126,6 +149,15 @@ template <> struct backend<device::cuda> {
   template <class T>
   static void linear_backward(ctx_t&, const T* dout, const T* inp, const T* w, T* dinp, T* dw, T* dbias, i64 N, i64 K,
                               i64 C);
+  /// activation_linear's products with act fused into the own GEMM (on the way in, and act' in the epilogue of du);
+  /// unfused through a temporary when the own provider does not take them. An optional member: the op uses it where
+  /// a backend has it.
+  template <class T>
+  static void activation_linear_forward(ctx_t&, activation act, const T* u, const T* w, const T* bias, T* out, i64 N,
+                                        i64 K, i64 C);
+  template <class T>
+  static void activation_linear_backward(ctx_t&, activation act, const T* dout, const T* u, const T* w, T* du, T* dw,
+                                         T* dbias, i64 N, i64 K, i64 C);
 
   // activations, normalization, softmax
   template <class T> static void activation_forward(ctx_t&, activation a, const T* x, T* y, i64 n);
@@ -163,10 +195,15 @@ template <> struct backend<device::cuda> {
                               std::uint64_t base);
   template <class T> static void dropout_backward(ctx_t&, const T* dy, const std::uint8_t* keep, T* dx, i64 n, float p);
 
-  // attention (today's CPU algorithm: materialized probabilities (B,NH,T,T) and the dropout keep mask)
+  // attention: materialized (probs and keep (B,NH,T,T) saved) or flash (one log-sum-exp per row and the output
+  // saved; the dropout mask is regenerated from seed and base), chosen by ctx.attention
   template <class T> struct attention_saved {
     tensor<T, device::cuda> probs;
     tensor<std::uint8_t, device::cuda> keep;
+    tensor<float, device::cuda> lse; ///< (B,NH,T): defined when the flash kernels ran the forward
+    tensor<T, device::cuda> out;     ///< (B,T,C): the flash forward's output, for its backward's rowsum(dO * O)
+    std::uint64_t seed = 0, base = 0;
+    matmul_precision matmul = matmul_precision::fp32; ///< the forward's: the backward rounds fp32 data alike
   };
   template <class T>
   static void attention_forward(ctx_t&, const attention_dims& d, const T* q, const T* k, const T* v, const T* mask,
@@ -175,10 +212,28 @@ template <> struct backend<device::cuda> {
   static void attention_backward(ctx_t&, const attention_dims& d, const T* dout, const T* q, const T* k, const T* v,
                                  const T* mask, const attention_saved<T>& saved, float p, T* dq, T* dk, T* dv);
 
+  /// @brief packed sequences without padding (FlashAttention's varlen API): sequence b is rows
+  /// [cu_seqlens[b], cu_seqlens[b+1]) of q, k, v (row stride ld_qkv), dq, dk, dv (ld_qkv) and out, dout (row stride
+  /// C); every key of a sequence counts, no mask. lse is (B,NH,max_seqlen) fp32. The dropout draw is the padded
+  /// one's with T = max_seqlen, so a packed batch gives the padded batch's rows bit for bit. Flash kernels only.
+  /// Preconditions the device cannot report: no sequence is longer than max_seqlen (rows past it are left
+  /// untouched), and the backward runs under the forward's matmul precision (for fp32 data).
+  struct varlen_dims {
+    const std::int32_t* cu_seqlens; ///< (B+1) device memory, ascending, cu_seqlens[0] = 0
+    i64 B, max_seqlen, C, NH, ld_qkv;
+  };
+  /// @throws minibert::error when the flash kernels cannot take the problem (head size, data type, device)
+  template <class T>
+  static void attention_varlen_forward(ctx_t&, const varlen_dims& d, const T* q, const T* k, const T* v, T* out,
+                                       float* lse, float p, std::uint64_t seed, std::uint64_t base);
+  template <class T>
+  static void attention_varlen_backward(ctx_t&, const varlen_dims& d, const T* dout, const T* q, const T* k,
+                                        const T* v, const T* out, const float* lse, float p, std::uint64_t seed,
+                                        std::uint64_t base, T* dq, T* dk, T* dv);
+
   // optimizer
   template <class T>
-  static void adamw_step(ctx_t&, A<T>* master, T* param, const T* g, A<T>* m, A<T>* v, i64 n,
-                         const adamw_coefficients<A<T>>& c);
+  static void adamw_step(ctx_t&, std::span<const adamw_tensor<T>> tensors, const adamw_coefficients<A<T>>& c);
   template <class T> static void sum_squares(ctx_t&, const T* x, i64 n, double* total);
   template <class T> static void clip_by_norm(ctx_t&, T* x, i64 n, const double* total_sq, double max_norm);
   template <class T> static void non_finite_check_and_unscale(ctx_t&, T* g, i64 n, A<T> inv_scale, A<T>* found_inf);

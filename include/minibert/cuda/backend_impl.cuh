@@ -20,14 +20,14 @@
 #include <minibert/cuda/context.cuh>     // defines: context<cuda>, default_context, cuda_device_count, synchronize
 #include <minibert/cuda/memory.cuh>      // defines: fill, copy, upload, download, copy_strided, copy_into, cast
 #include <minibert/cuda/elementwise.cuh> // defines: axpy, scale, binary, sum_to, sum_all, broadcast_scalar, activations
-#include <minibert/cuda/gemm.cuh>        // defines: gemm, gemm_batched, linear_forward, linear_backward
+#include <minibert/cuda/gemm.cuh>        // defines: gemm, gemm_batched, linear_*, activation_linear_*
 
 #include <minibert/cuda/layer_norm.cuh>  // defines: layer_norm_forward, layer_norm_backward
 #include <minibert/cuda/softmax.cuh>     // defines: softmax_forward, softmax_backward, additive_mask
 #include <minibert/cuda/embedding.cuh>   // defines: embedding_forward, embedding_backward
 #include <minibert/cuda/loss.cuh>        // defines: cross_entropy_*, mse_*, bce_with_logits_*
 #include <minibert/cuda/dropout.cuh>     // defines: dropout_forward, dropout_backward
-#include <minibert/cuda/attention.cuh>   // defines: attention_forward, attention_backward
+#include <minibert/cuda/attention.cuh>   // defines: attention_forward, attention_backward, attention_varlen_*
 #include <minibert/cuda/adamw.cuh>       // defines: adamw_step, sum_squares, clip_by_norm, non_finite_check_and_unscale
 
 namespace minibert {
@@ -73,7 +73,13 @@ namespace minibert {
   template void MINIBERT_CUDA_B::linear_forward<T>(MINIBERT_CUDA_CTX, const T*, const T*, const T*, T*,             \
                                                    MINIBERT_CUDA_I64, MINIBERT_CUDA_I64, MINIBERT_CUDA_I64);        \
   template void MINIBERT_CUDA_B::linear_backward<T>(MINIBERT_CUDA_CTX, const T*, const T*, const T*, T*, T*, T*,    \
-                                                    MINIBERT_CUDA_I64, MINIBERT_CUDA_I64, MINIBERT_CUDA_I64);
+                                                    MINIBERT_CUDA_I64, MINIBERT_CUDA_I64, MINIBERT_CUDA_I64);       \
+  template void MINIBERT_CUDA_B::activation_linear_forward<T>(MINIBERT_CUDA_CTX, activation, const T*, const T*,    \
+                                                              const T*, T*, MINIBERT_CUDA_I64, MINIBERT_CUDA_I64,   \
+                                                              MINIBERT_CUDA_I64);                                   \
+  template void MINIBERT_CUDA_B::activation_linear_backward<T>(MINIBERT_CUDA_CTX, activation, const T*, const T*,   \
+                                                               const T*, T*, T*, T*, MINIBERT_CUDA_I64,             \
+                                                               MINIBERT_CUDA_I64, MINIBERT_CUDA_I64);
 
 #define MINIBERT_CUDA_INSTANTIATE_LAYER_NORM(T)                                                                     \
   template void MINIBERT_CUDA_B::layer_norm_forward<T>(MINIBERT_CUDA_CTX, const T*, const T*, const T*, T*,         \
@@ -127,11 +133,17 @@ namespace minibert {
                                                       float, std::uint64_t, std::uint64_t);                         \
   template void MINIBERT_CUDA_B::attention_backward<T>(                                                             \
       MINIBERT_CUDA_CTX, const attention_dims&, const T*, const T*, const T*, const T*, const T*,                   \
-      const MINIBERT_CUDA_B::attention_saved<T>&, float, T*, T*, T*);
+      const MINIBERT_CUDA_B::attention_saved<T>&, float, T*, T*, T*);                                           \
+  template void MINIBERT_CUDA_B::attention_varlen_forward<T>(MINIBERT_CUDA_CTX, const MINIBERT_CUDA_B::varlen_dims&, \
+                                                             const T*, const T*, const T*, T*, float*, float,       \
+                                                             std::uint64_t, std::uint64_t);                         \
+  template void MINIBERT_CUDA_B::attention_varlen_backward<T>(                                                      \
+      MINIBERT_CUDA_CTX, const MINIBERT_CUDA_B::varlen_dims&, const T*, const T*, const T*, const T*, const T*,      \
+      const float*, float, std::uint64_t, std::uint64_t, T*, T*, T*);
 
 #define MINIBERT_CUDA_INSTANTIATE_ADAMW(T)                                                                          \
-  template void MINIBERT_CUDA_B::adamw_step<T>(MINIBERT_CUDA_CTX, acc_t<T>*, T*, const T*, acc_t<T>*, acc_t<T>*,    \
-                                               MINIBERT_CUDA_I64, const adamw_coefficients<acc_t<T>>&);             \
+  template void MINIBERT_CUDA_B::adamw_step<T>(MINIBERT_CUDA_CTX, std::span<const adamw_tensor<T>>,                \
+                                               const adamw_coefficients<acc_t<T>>&);                                \
   template void MINIBERT_CUDA_B::sum_squares<T>(MINIBERT_CUDA_CTX, const T*, MINIBERT_CUDA_I64, double*);           \
   template void MINIBERT_CUDA_B::clip_by_norm<T>(MINIBERT_CUDA_CTX, T*, MINIBERT_CUDA_I64, const double*, double);  \
   template void MINIBERT_CUDA_B::non_finite_check_and_unscale<T>(MINIBERT_CUDA_CTX, T*, MINIBERT_CUDA_I64,          \

@@ -165,7 +165,8 @@ template <class T> struct gemm_args {
   T* c;
   i64 ldc, sc;
   i64 batch;
-  const T* bias; // nullptr: none. Used only with batch == 1
+  const T* bias;             // nullptr: none. Used only with batch == 1
+  mma::gemm_fusion<T> fused{}; // activation_linear's fusions: only the own kernel runs them (batch == 1)
 };
 
 // cuBLASLt statuses that mean "not this problem" (the fallback kernel runs), rather than a failure
@@ -287,13 +288,20 @@ template <class T> bool mma_gemm_takes(const context<device::cuda>& ctx, const g
          ceil_div(g.N, mma::block_n) <= std::numeric_limits<std::int32_t>::max() && mma_gemm_device();
 }
 
+/// @brief whether activation_linear's products may run fused: the own provider is chosen and takes an (M,N,K) product
+/// of T under ctx (the same answer for its forward and both backward products)
+template <class T> bool fused_gemm_takes(const context<device::cuda>& ctx, i64 M, i64 N, i64 K) {
+  gemm_args<T> g{false, false, M, N, K, 1.f, nullptr, K, 0, nullptr, N, 0, 0.f, nullptr, N, 0, 1, nullptr};
+  return ctx.gemm == gemm_provider::own && M > 0 && N > 0 && mma_gemm_takes(ctx, g);
+}
+
 /// @brief g on the own tensor-core GEMM (mma_gemm_takes(ctx, g))
 template <class T> void mma_gemm(context<device::cuda>& ctx, const gemm_args<T>& g) {
   const dim3 grid(static_cast<unsigned>(ceil_div(g.N, mma::block_n)), static_cast<unsigned>(ceil_div(g.M, mma::block_m)),
                   static_cast<unsigned>(std::min<i64>(g.batch, 65535)));
   auto launch = [&](auto kernel) {
     kernel<<<grid, mma::threads, 0, stream_of(ctx)>>>(g.ta, g.tb, g.M, g.N, g.K, g.alpha, g.a, g.lda, g.sa, g.b, g.ldb,
-                                                      g.sb, g.beta, g.c, g.ldc, g.sc, g.batch, g.bias);
+                                                      g.sb, g.beta, g.c, g.ldc, g.sc, g.batch, g.bias, g.fused);
   };
   if constexpr (std::is_same_v<T, float>) { // operands rounded to the context's matmul precision, or to TF32
     if (ctx.matmul == matmul_precision::bf16) launch(mma::gemm_kernel<bfloat16, float>);
@@ -312,6 +320,11 @@ template <class T> void gemm_run(context<device::cuda>& ctx, gemm_args<T> g) {
   MINIBERT_CHECK(g.M >= 0 && g.N >= 0 && g.K >= 0 && g.batch >= 0, "gemm",
                  "negative size M=" << g.M << " N=" << g.N << " K=" << g.K << " batch=" << g.batch);
   if (g.M == 0 || g.N == 0 || g.batch == 0) return;
+  if (g.fused.any()) { // the caller checked fused_gemm_takes: only the own kernel fuses
+    MINIBERT_CHECK(g.batch == 1 && mma_gemm_takes(ctx, g), "gemm", "a fused product the own kernel cannot take (M="
+                                                                     << g.M << " N=" << g.N << " K=" << g.K << ")");
+    return mma_gemm(ctx, g);
+  }
   if (g.K == 0 && g.beta == 1.f && !g.bias) return; // C = 0 + 1 C
   // A B shared by every batch, over A and C whose matrices follow each other row after row, is one GEMM with
   // batch*M rows (matmul's (..., M, K) x (K, N)).
@@ -371,6 +384,54 @@ template <class T>
 void backend<device::cuda>::linear_forward(ctx_t& ctx, const T* inp, const T* w, const T* bias, T* out, i64 N, i64 K,
                                            i64 C) {
   cuda::gemm_run<T>(ctx, {false, true, N, C, K, 1.f, inp, K, 0, w, K, 0, 0.f, out, C, 0, 1, bias});
+}
+
+// out (N,C) = act(u) (N,K) w^T (C,K) + bias; act applied as the own kernel loads u, or into a temporary when the own
+// provider does not take the product
+template <class T>
+void backend<device::cuda>::activation_linear_forward(ctx_t& ctx, activation act, const T* u, const T* w,
+                                                      const T* bias, T* out, i64 N, i64 K, i64 C) {
+  if (!cuda::fused_gemm_takes<T>(ctx, N, C, K)) {
+    tensor<T, device::cuda> a = tensor<T, device::cuda>::empty({N * K});
+    activation_forward(ctx, act, u, a.data(), N * K);
+    return linear_forward(ctx, static_cast<const T*>(a.data()), w, bias, out, N, K, C);
+  }
+  cuda::gemm_args<T> g{false, true, N, C, K, 1.f, u, K, 0, w, K, 0, 0.f, out, C, 0, 1, bias};
+  g.fused.act = act;
+  g.fused.act_a = true;
+  cuda::gemm_run<T>(ctx, g);
+}
+
+// du (N,K) = (dout (N,C) w (C,K)) * act'(u) (the product's epilogue); dw (C,K) += dout^T act(u) (act as u is loaded);
+// dbias (C) += column sums of dout. Null outputs are skipped. Unfused (a temporary act(u), then linear_backward and
+// activation_backward) when the own provider does not take the products.
+template <class T>
+void backend<device::cuda>::activation_linear_backward(ctx_t& ctx, activation act, const T* dout, const T* u,
+                                                       const T* w, T* du, T* dw, T* dbias, i64 N, i64 K, i64 C) {
+  if (!cuda::fused_gemm_takes<T>(ctx, N, C, K) || !cuda::fused_gemm_takes<T>(ctx, N, K, C) ||
+      !cuda::fused_gemm_takes<T>(ctx, C, K, N)) {
+    tensor<T, device::cuda> a = tensor<T, device::cuda>::empty({N * K});
+    activation_forward(ctx, act, u, a.data(), N * K);
+    tensor<T, device::cuda> da = du ? tensor<T, device::cuda>::empty({N * K}) : tensor<T, device::cuda>();
+    linear_backward(ctx, dout, static_cast<const T*>(a.data()), w, da.data(), dw, dbias, N, K, C);
+    if (du) activation_backward(ctx, act, u, static_cast<const T*>(da.data()), du, N * K);
+    return;
+  }
+  if (du) {
+    cuda::gemm_args<T> g{false, false, N, K, C, 1.f, dout, C, 0, w, K, 0, 0.f, du, K, 0, 1, nullptr};
+    g.fused.act = act;
+    g.fused.grad_of = u;
+    g.fused.ld_grad_of = K;
+    cuda::gemm_run<T>(ctx, g);
+  }
+  if (dw) {
+    cuda::gemm_args<T> g{true, false, C, K, N, 1.f, dout, C, 0, u, K, 0, 1.f, dw, K, 0, 1, nullptr};
+    g.fused.act = act;
+    g.fused.act_b = true;
+    cuda::gemm_run<T>(ctx, g);
+  }
+  if (dbias) linear_backward(ctx, dout, static_cast<const T*>(nullptr), w, static_cast<T*>(nullptr),
+                             static_cast<T*>(nullptr), dbias, N, K, C);
 }
 
 // dinp (N,K) = dout (N,C) w (C,K); dw (C,K) += dout^T inp (N,K); dbias (C) += column sums of dout. Null: skipped.

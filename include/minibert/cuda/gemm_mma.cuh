@@ -11,6 +11,10 @@
    and fp32 data at fp32 precision when TF32 is allowed (MINIBERT_ALLOW_TF32=1; operands rounded to TF32 by
    cvt.rna, to nearest with ties away from zero). fp32 at full precision and double stay with cuBLASLt.
 
+   Fusions (activation_linear's, gemm_fusion below): act applied to op(A) or op(B) elements as they are loaded, before
+   their rounding to the operand type, and the epilogue's dy * act'(u) with u an (M,N) tensor: the GELU of BERT's
+   FFN-down layer on the way in, and its backward on the way out, without the (tokens, 4C) temporaries.
+
    Version 1 (this file): one block computes a 128 x 128 tile of C with 8 warps (2 x 4, 64 x 32 each: 4 x 4 mma tiles
    of 16 x 8); the K loop steps 32 at a time through shared memory, where both operands are stored K-contiguous
    (As[m][k], Bs[n][k], rows padded by 16 bytes against bank conflicts) whatever their layout in global memory, so
@@ -33,6 +37,7 @@
 #include <type_traits> // is_same_v
 
 #include <minibert/cuda/common.cuh>
+#include <minibert/cuda/elementwise.cuh> // activation_value, activation_grad
 
 namespace minibert::cuda {
 
@@ -97,18 +102,47 @@ __device__ __forceinline__ void mma_tile(float (&d)[4], const std::uint32_t (&a)
 #endif
 }
 
+/// @brief act(x) / dy * act'(x) for an activation chosen at run time (one value per launch: no divergence)
+__device__ __forceinline__ float activation_value(activation act, float x) {
+  switch (act) {
+  case activation::gelu_erf: return cuda::activation_value<activation::gelu_erf>(x);
+  case activation::gelu_tanh: return cuda::activation_value<activation::gelu_tanh>(x);
+  case activation::tanh: return cuda::activation_value<activation::tanh>(x);
+  default: return cuda::activation_value<activation::relu>(x);
+  }
+}
+__device__ __forceinline__ float activation_grad(activation act, float x, float dy) {
+  switch (act) {
+  case activation::gelu_erf: return cuda::activation_grad<activation::gelu_erf>(x, dy);
+  case activation::gelu_tanh: return cuda::activation_grad<activation::gelu_tanh>(x, dy);
+  case activation::tanh: return cuda::activation_grad<activation::tanh>(x, dy);
+  default: return cuda::activation_grad<activation::relu>(x, dy);
+  }
+}
+
+/// @brief what the kernel fuses into a product: act on op(A) and/or op(B) as they are loaded, and C's value v
+/// (alpha times the product) replaced by v * act'(grad_of[row ld + col]) before beta C and the bias are added
+template <class T> struct gemm_fusion {
+  activation act = activation::gelu_erf;
+  bool act_a = false, act_b = false;
+  const T* grad_of = nullptr; // (M,N), row stride ld_grad_of; null: no activation backward
+  i64 ld_grad_of = 0;
+  bool any() const { return act_a || act_b || grad_of; }
+};
+
 /// @brief the 32-bit register of the elements of a K-contiguous shared row from k on (two 16-bit ones, or one TF32)
 template <class S> __device__ __forceinline__ std::uint32_t register_at(const S* row, int k) {
   return *reinterpret_cast<const std::uint32_t*>(row + k);
 }
 
-// Loads the (rows x block_k) tile of a K-contiguous shared operand: dst[r][k] = op(X)(r0 + r, k0 + k) rounded to Op,
-// zero outside (rows_total, K). `k_major` says that X is stored with k as its row index ((K, rows): element (r, k) at
+// Loads the (rows x block_k) tile of a K-contiguous shared operand: dst[r][k] = op(X)(r0 + r, k0 + k) (through act
+// when `activate`) rounded to Op, zero outside (rows_total, K). `k_major` says that X is stored with k as its row index ((K, rows): element (r, k) at
 // x[k ld + r]); otherwise it is stored (rows, K): x[r ld + k]. Consecutive threads read consecutive addresses either
 // way (coalesced); the transposed case pays bank conflicts on the shared store instead.
 template <class Op, class T, int rows>
 __device__ __forceinline__ void load_tile(typename operand_traits<Op>::storage (*dst)[smem_ld<Op>], const T* x, i64 ld,
-                                          bool k_major, i64 r0, i64 rows_total, i64 k0, i64 K) {
+                                          bool k_major, i64 r0, i64 rows_total, i64 k0, i64 K, bool activate,
+                                          activation act) {
   constexpr int n = rows * block_k;
   for (int i = threadIdx.x; i < n; i += threads) {
     int r, k;
@@ -121,17 +155,21 @@ __device__ __forceinline__ void load_tile(typename operand_traits<Op>::storage (
     }
     const i64 gr = r0 + r, gk = k0 + k;
     typename operand_traits<Op>::storage v = 0;
-    if (gr < rows_total && gk < K) v = operand_bits<Op>(k_major ? x[gk * ld + gr] : x[gr * ld + gk]);
+    if (gr < rows_total && gk < K) {
+      const T xv = k_major ? x[gk * ld + gr] : x[gr * ld + gk];
+      v = activate ? operand_bits<Op>(activation_value(act, to_float(xv))) : operand_bits<Op>(xv);
+    }
     dst[r][k] = v;
   }
 }
 
-// C[z] (M,N) = alpha op(A[z]) op(B[z]) + beta C[z] (+ bias (N) on every row); C is not read when beta == 0.
+// C[z] (M,N) = alpha op(A[z]) op(B[z]) + beta C[z] (+ bias (N) on every row), with the fusions of f (batch 1 only);
+// C is not read when beta == 0.
 // grid (ceil(N/128), ceil(M/128), min(batch, 65535)), block 256; the z dim loops over the batch.
 template <class Op, class T>
 __global__ void __launch_bounds__(threads)
     gemm_kernel(bool ta, bool tb, i64 M, i64 N, i64 K, float alpha, const T* a, i64 lda, i64 sa, const T* b, i64 ldb,
-                i64 sb, float beta, T* c, i64 ldc, i64 sc, i64 batch, const T* bias) {
+                i64 sb, float beta, T* c, i64 ldc, i64 sc, i64 batch, const T* bias, gemm_fusion<T> f) {
   using S = typename operand_traits<Op>::storage;
   constexpr int depth = operand_traits<Op>::depth, e = operand_traits<Op>::per_register;
   __shared__ __align__(16) S As[block_m][smem_ld<Op>];
@@ -147,8 +185,8 @@ __global__ void __launch_bounds__(threads)
     for (i64 k0 = 0; k0 < K; k0 += block_k) {
       // op(A) (M,K) is A (M,K) row-major, or A (K,M) when ta; op(B) (K,N) is B (K,N), or B (N,K) when tb: in shared
       // memory op(B) is kept as its transpose (N,K), so B (N,K) is the K-contiguous case
-      load_tile<Op, T, block_m>(As, A, lda, ta, m0, M, k0, K);
-      load_tile<Op, T, block_n>(Bs, B, ldb, !tb, n0, N, k0, K);
+      load_tile<Op, T, block_m>(As, A, lda, ta, m0, M, k0, K, f.act_a, f.act);
+      load_tile<Op, T, block_n>(Bs, B, ldb, !tb, n0, N, k0, K, f.act_b, f.act);
       __syncthreads();
 #pragma unroll
       for (int kk = 0; kk < block_k; kk += depth) {
@@ -188,6 +226,7 @@ __global__ void __launch_bounds__(threads)
           if (row >= M || col >= N) continue;
           T* out = C + row * ldc + col;
           float v = alpha * acc[i][j][r];
+          if (f.grad_of) v = activation_grad(f.act, to_float(f.grad_of[row * f.ld_grad_of + col]), v);
           if (beta != 0.f) v += beta * to_float(*out);
           if (bias) v += to_float(bias[col]);
           *out = from_float<T>(v);

@@ -123,10 +123,43 @@ variable<T, D> linear(const variable<T, D>& x, const variable<T, D>& weight, con
   });
 }
 
+namespace detail {
+/// whether backend<D> has the optional fused members activation_linear_forward / _backward (CUDA's own GEMM)
+template <class T, class D>
+concept has_fused_activation_linear = requires(context<D>& ctx, const T* x, T* y, std::int64_t n, activation a) {
+  backend<D>::activation_linear_forward(ctx, a, x, x, x, y, n, n, n);
+  backend<D>::activation_linear_backward(ctx, a, x, x, x, y, y, y, n, n, n);
+};
+
+/// activation_linear through the fused members: the same node, saving u, with act recomputed inside the products
+template <class T, class D>
+variable<T, D> fused_activation_linear(const variable<T, D>& u, activation act, const variable<T, D>& weight,
+                                       const variable<T, D>& bias, const tensor<T, D>& uc, const tensor<T, D>& w,
+                                       tensor<T, D> out, std::int64_t N, std::int64_t K, std::int64_t C) {
+  backend<D>::activation_linear_forward(current_context<D>(), act, uc.data(), w.data(),
+                                        bias.defined() ? contiguous(bias.value()).data() : (const T*)nullptr,
+                                        out.data(), N, K, C);
+  return make_result(std::move(out), "activation_linear", {&u, &weight, &bias}, [=] {
+    return [=](const tensor<T, D>& g, node<T, D>& self) {
+      tensor<T, D> du, dw, db;
+      if (self.needs(0)) du = tensor<T, D>::empty(uc.shape());
+      if (self.needs(1)) dw = zeros_on<T, D>(w.shape());
+      if (self.needs(2)) db = zeros_on<T, D>({C});
+      backend<D>::activation_linear_backward(current_context<D>(), act, contiguous(g).data(), uc.data(), w.data(),
+                                             du.data(), dw.data(), db.data(), N, K, C);
+      if (self.needs(0)) self.accumulate(0, std::move(du));
+      if (self.needs(1)) self.accumulate(1, std::move(dw));
+      if (self.needs(2)) self.accumulate(2, std::move(db));
+    };
+  });
+}
+} // namespace detail
+
 /// @brief linear(act(u), weight, bias), the same values and gradients, without saving act(u): the backward
 /// recomputes it from u (which this node saves instead). BERT's FFN-down layer: the GELU's input and output are both
 /// (B,T,4C), the largest activations of a layer, and only one of them is kept (-50 MB per bert-base layer at
-/// B*T = 4096), for one more activation pass in the backward.
+/// B*T = 4096), for one more activation pass in the backward. A backend with the optional fused members (CUDA) applies
+/// act inside the products instead: no temporary at all.
 /// @throws minibert::error as linear() does
 template <class T, class D>
 variable<T, D> activation_linear(const variable<T, D>& u, activation act, const variable<T, D>& weight,
@@ -140,14 +173,16 @@ variable<T, D> activation_linear(const variable<T, D>& u, activation act, const 
                    "bias " << bias.shape() << " for weight " << weight.shape());
   const tensor<T, D> uc = contiguous(u.value()), w = contiguous(weight.value());
   const std::int64_t N = uc.numel() / K;
+  shape so = u.shape();
+  so[so.rank() - 1] = C;
+  tensor<T, D> out = tensor<T, D>::empty(so);
+  if constexpr (detail::has_fused_activation_linear<T, D>) // a backend that fuses act into its products
+    return detail::fused_activation_linear(u, act, weight, bias, uc, w, std::move(out), N, K, C);
   auto activated = [act, uc] { // act(u), a temporary
     tensor<T, D> a = tensor<T, D>::empty(uc.shape());
     backend<D>::activation_forward(current_context<D>(), act, uc.data(), a.data(), a.numel());
     return a;
   };
-  shape so = u.shape();
-  so[so.rank() - 1] = C;
-  tensor<T, D> out = tensor<T, D>::empty(so);
   backend<D>::linear_forward(current_context<D>(), activated().data(), w.data(),
                              bias.defined() ? contiguous(bias.value()).data() : (const T*)nullptr, out.data(), N, K, C);
   return make_result(std::move(out), "activation_linear", {&u, &weight, &bias}, [=] {
