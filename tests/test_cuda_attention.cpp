@@ -57,7 +57,8 @@ template <class T> double output_roundoff() {
 }
 /// x as the kernels' operand: rounded to the matmul precision for fp32 data, as is for 16-bit data
 template <class T> double as_operand(T x, matmul_precision m) {
-  if constexpr (std::is_same_v<T, float>) return m == matmul_precision::fp16 ? double(float(half(x))) : double(float(bfloat16(x)));
+  if constexpr (std::is_same_v<T, float>)
+    return m == matmul_precision::fp16 ? double(float(half(x))) : double(float(bfloat16(x)));
   else return double(float(x));
 }
 /// transformers' masked value for T: finfo(T).min
@@ -150,7 +151,8 @@ magnitudes tolerance_magnitudes(const ref::array& q, const ref::array& k, const 
           const double pj = P[std::size_t(j)], pd = pj * kf[std::size_t(j)];
           double side = 0;
           for (i64 e = 0; e < HS; ++e)
-            side += std::fabs(dout[at(b, i, h, e)]) * (std::fabs(v[at(b, j, h, e)]) + std::fabs(fw.out[at(b, i, h, e)]));
+            side += std::fabs(dout[at(b, i, h, e)]) *
+                    (std::fabs(v[at(b, j, h, e)]) + std::fabs(fw.out[at(b, i, h, e)]));
           const double w = std::fabs(pj * (dP[std::size_t(j)] - delta)) + pj * side;
           for (i64 d = 0; d < HS; ++d) {
             m.out[at(b, i, h, d)] += pd * std::fabs(v[at(b, j, h, d)]);
@@ -176,7 +178,8 @@ int count_outside(const std::string& what, const std::vector<T>& got, i64 ld, i6
       const double g = double(float(got[std::size_t(r * ld + c0 + c)])), w = want[r * C + c], m = mag[r * C + c];
       const double tol = 2 * u_out * std::fabs(w) + (2 * u_op + acc) * m + std::ldexp(1.0, -24);
       if (!(std::fabs(g - w) <= tol) && ++bad <= 3)
-        FAIL_CHECK(what << " [row " << r << ", col " << c << "] = " << g << ", want " << w << " (tolerance " << tol << ")");
+        FAIL_CHECK(what << " [row " << r << ", col " << c << "] = " << g << ", want " << w << " (tolerance " << tol
+                        << ")");
     }
   return bad;
 }
@@ -349,7 +352,7 @@ TEST_CASE("cuda flash attention: packed sequences (varlen) give the padded batch
   });
 }
 
-TEST_CASE("cuda flash attention: other head sizes and fp32 precision fall back to the materialized path; varlen refuses them") {
+TEST_CASE("cuda flash attention: other head sizes and fp32 precision fall back to materialized; varlen refuses them") {
   if (skip_without_gpu("cuda flash attention fallback")) return;
   with_flash([] {
     auto& ctx = current_context<cuda>();
@@ -370,13 +373,18 @@ TEST_CASE("cuda flash attention: other head sizes and fp32 precision fall back t
     tensor<bfloat16, cuda> x = upload(qkv), out = tensor<bfloat16, cuda>::empty({9 * 32});
     tensor<float, cuda> lse = tensor<float, cuda>::empty({2 * 9});
     const B_cuda::varlen_dims d{cu.data(), 1, 9, 32, 2, 96};
-    check_error([&] { B_cuda::attention_varlen_forward(ctx, d, x.data(), x.data() + 32, x.data() + 64, out.data(), lse.data(), 0.0f, 1, 0); },
+    check_error([&] {
+      B_cuda::attention_varlen_forward(ctx, d, x.data(), x.data() + 32, x.data() + 64, out.data(), lse.data(), 0.0f, 1, 0);
+    },
                 {"attention_varlen", "head size 16", "packed sequences need the flash provider"});
     ctx.attention = attention_provider::materialized;
     const B_cuda::varlen_dims d64{cu.data(), 1, 9, 128, 2, 384};
     const std::vector<bfloat16> big = random_values<bfloat16>(std::size_t(9 * 384), 35);
     tensor<bfloat16, cuda> xb = upload(big), ob = tensor<bfloat16, cuda>::empty({9 * 128});
-    check_error([&] { B_cuda::attention_varlen_forward(ctx, d64, xb.data(), xb.data() + 128, xb.data() + 256, ob.data(), lse.data(), 0.0f, 1, 0); },
+    check_error([&] {
+      B_cuda::attention_varlen_forward(ctx, d64, xb.data(), xb.data() + 128, xb.data() + 256, ob.data(), lse.data(), 0.0f,
+                                       1, 0);
+    },
                 {"attention_varlen", "packed sequences need the flash provider"});
   });
 }

@@ -33,7 +33,7 @@ __global__ void reference_kernel(i64 B, i64 Tn, const bfloat16* qkv, float* out,
   auto score = [&](i64 j) {
     const bfloat16* k = qkv + (b * Tn + j) * ld + C + h * HS;
     float s = 0.f;
-    for (int d = 0; d < HS; ++d) s += cuda::to_float(q[d]) * cuda::to_float(k[d]);
+    for (int d = 0; d < HS; ++d) s += minibert::cuda::to_float(q[d]) * minibert::cuda::to_float(k[d]);
     return s / sqrtf(float(HS));
   };
   float m = -INFINITY, l = 0.f;
@@ -46,8 +46,8 @@ __global__ void reference_kernel(i64 B, i64 Tn, const bfloat16* qkv, float* out,
     const float p = expf(score(j) - m) / l;
     const bfloat16* v = qkv + (b * Tn + j) * ld + 2 * C + h * HS;
     for (int d = 0; d < HS; ++d) {
-      o[d] += p * cuda::to_float(v[d]);
-      mg[d] += p * fabsf(cuda::to_float(v[d]));
+      o[d] += p * minibert::cuda::to_float(v[d]);
+      mg[d] += p * fabsf(minibert::cuda::to_float(v[d]));
     }
   }
 }
@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto& ctx = current_context<cuda_dev>();
-  cudaStream_t stream = cuda::stream_of(ctx);
+  cudaStream_t stream = minibert::cuda::stream_of(ctx);
   std::vector<bfloat16> h(std::size_t(B * Tn * 3 * C));
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1.f, 1.f);
@@ -100,9 +100,12 @@ int main(int argc, char** argv) {
   for (const version& v : versions) {
     ctx.attention = v.provider;
     backend<cuda_dev>::attention_saved<bfloat16> saved;
-    auto forward = [&] { backend<cuda_dev>::attention_forward(ctx, d, qkv, qkv + C, qkv + 2 * C, nullptr, out, saved, 0.0f, 1, 0); };
+    const bfloat16* no_mask = nullptr;
+    auto forward = [&] {
+      backend<cuda_dev>::attention_forward(ctx, d, qkv, qkv + C, qkv + 2 * C, no_mask, out, saved, 0.0f, 1, 0);
+    };
     auto backward = [&] {
-      backend<cuda_dev>::attention_backward(ctx, d, dout, qkv, qkv + C, qkv + 2 * C, nullptr, saved, 0.0f, grads,
+      backend<cuda_dev>::attention_backward(ctx, d, dout, qkv, qkv + C, qkv + 2 * C, no_mask, saved, 0.0f, grads,
                                             grads + C, grads + 2 * C);
     };
     forward();
@@ -128,7 +131,8 @@ int main(int argc, char** argv) {
       return double(ms) / reps;
     };
     const double f_ms = time_ms(forward), fb_ms = time_ms([&] { forward(); backward(); });
-    std::printf("  %-36s max rel. error %.2e   forward %8.3f ms %7.1f TFLOP/s   forward+backward %8.3f ms %7.1f TFLOP/s\n",
+    std::printf("  %-36s max rel. error %.2e   forward %8.3f ms %7.1f TFLOP/s   "
+                "forward+backward %8.3f ms %7.1f TFLOP/s\n",
                 v.name, worst, f_ms, fwd_flops / (f_ms * 1e9), fb_ms, 3.5 * fwd_flops / (fb_ms * 1e9));
   }
   return 0;

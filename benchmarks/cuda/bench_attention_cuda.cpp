@@ -68,7 +68,8 @@ void bench_attention(benchmark::State& state, attention_provider provider, pass 
   const double forward_flops = 4.0 * double(B * NH) * double(Tn) * double(Tn) * double(HS);
   const double flops = what == pass::forward ? forward_flops : 3.5 * forward_flops;
   const double bytes = double(B * Tn * C) * sizeof(T) * (what == pass::forward ? 4.0 : 12.0);
-  state.counters["TFLOP/s"] = benchmark::Counter(flops * launches * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["TFLOP/s"] =
+      benchmark::Counter(flops * launches * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["GB/s"] = benchmark::Counter(bytes * launches * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["flash_kernel"] = ctx.flash_attention_launches > flash_before ? 1 : 0; // 0: flash declined it
   ctx.attention = attention_provider_from_env();

@@ -232,6 +232,16 @@ auto adamw<T, D>::coefficients(double lr, double weight_decay, std::int64_t step
 template <class T, class D> void adamw<T, D>::step(double lr) {
   MINIBERT_CHECK(std::isfinite(lr) && lr >= 0.0, "adamw", "learning rate " << lr);
   no_grad guard;
+  // every parameter is checked before any state changes: an error leaves the optimizer as it was
+  for (std::size_t g = 0; g < groups_.size(); ++g)
+    for (std::size_t i = 0; i < groups_[g].params.size(); ++i) {
+      const variable_t& p = groups_[g].params[i];
+      if (!p.has_grad()) continue;
+      MINIBERT_CHECK(p.grad().shape() == p.shape(), "adamw",
+                     "parameter '" << groups_[g].names[i] << "' " << p.shape() << " has a gradient of shape "
+                                   << p.grad().shape());
+      MINIBERT_CHECK(p.value().is_contiguous(), "adamw", "parameter '" << groups_[g].names[i] << "' is a strided view");
+    }
   auto& ctx = current_context<D>();
   for (std::size_t g = 0; g < groups_.size(); ++g) {
     // the group's parameters go to the backend in runs that share their coefficients (the same step count: all of
@@ -249,10 +259,6 @@ template <class T, class D> void adamw<T, D>::step(double lr) {
     for (std::size_t i = 0; i < groups_[g].params.size(); ++i) {
       variable_t& p = groups_[g].params[i];
       if (!p.has_grad()) continue;
-      MINIBERT_CHECK(p.grad().shape() == p.shape(), "adamw",
-                     "parameter '" << groups_[g].names[i] << "' " << p.shape() << " has a gradient of shape "
-                                   << p.grad().shape());
-      MINIBERT_CHECK(p.value().is_contiguous(), "adamw", "parameter '" << groups_[g].names[i] << "' is a strided view");
       slot& s = slots_[g][i];
       const std::int64_t n = p.numel();
       if (!s.initialized) { // torch: zeros_like(p) at the first step that sees a gradient

@@ -140,22 +140,38 @@ __device__ __forceinline__ void accumulator_as_a(std::uint32_t (&a)[4][4], const
   }
 }
 
-/// acc (16 x 64) = A rows (16 x D, fragments af) times the transposed rows of t (64 x D): a (rows, 64) score tile
-template <class Op, int D>
-__device__ __forceinline__ void scores(float (&acc)[tile / 8][4], const std::uint32_t (&af)[D / 16][4],
-                                       const bits16 (*t)[D + 8], int g, int q) {
+/// acc (16 x 64) = A (16 x D) times the transposed rows of t (64 x D): a (rows, 64) score tile. a_fragment(s, af)
+/// gives A's fragment of k-step s (from registers, or read from shared memory where registers are short)
+template <class Op, int D, class AFragment>
+__device__ __forceinline__ void scores(float (&acc)[tile / 8][4], AFragment&& a_fragment, const bits16 (*t)[D + 8],
+                                       int g, int q) {
 #pragma unroll
   for (int n = 0; n < tile / 8; ++n)
 #pragma unroll
     for (int r = 0; r < 4; ++r) acc[n][r] = 0.0f;
 #pragma unroll
-  for (int s = 0; s < D / 16; ++s)
+  for (int s = 0; s < D / 16; ++s) {
+    std::uint32_t af[4];
+    a_fragment(s, af);
 #pragma unroll
     for (int n = 0; n < tile / 8; ++n) {
       std::uint32_t b[2];
       load_b_transposed(b, t, n * 8, s * 16, g, q);
-      mma::mma_tile<Op>(acc[n], af[s], b);
+      mma::mma_tile<Op>(acc[n], af, b);
     }
+  }
+}
+
+/// A fragments kept in registers (fr[s] for k-step s)
+template <int Steps> __device__ __forceinline__ auto from_registers(const std::uint32_t (&fr)[Steps][4]) {
+  return [&fr](int s, std::uint32_t (&af)[4]) {
+#pragma unroll
+    for (int r = 0; r < 4; ++r) af[r] = fr[s][r];
+  };
+}
+/// A fragments read from rows [a0, a0+16) of a shared tile
+template <int LD> __device__ __forceinline__ auto from_shared(const bits16 (*t)[LD], int a0, int g, int q) {
+  return [=](int s, std::uint32_t (&af)[4]) { load_a(af, t, a0, s * 16, g, q); };
 }
 
 /// out (16 x D) += A (16 x 64, fragments a) times t (64 x D)
@@ -170,28 +186,6 @@ __device__ __forceinline__ void accumulate_product(float (&out)[D / 8][4], const
       load_b(b, t, s * 16, n * 8, g, q);
       mma::mma_tile<Op>(out[n], a[s], b);
     }
-}
-
-/// the same score tile with A read from rows [a0, a0+16) of a shared tile at each step (registers kept for the
-/// accumulators of dkdv_kernel)
-template <class Op, int D>
-__device__ __forceinline__ void scores(float (&acc)[tile / 8][4], const bits16 (*a)[D + 8], int a0,
-                                       const bits16 (*t)[D + 8], int g, int q) {
-#pragma unroll
-  for (int n = 0; n < tile / 8; ++n)
-#pragma unroll
-    for (int r = 0; r < 4; ++r) acc[n][r] = 0.0f;
-#pragma unroll
-  for (int s = 0; s < D / 16; ++s) {
-    std::uint32_t af[4];
-    load_a(af, a, a0, s * 16, g, q);
-#pragma unroll
-    for (int n = 0; n < tile / 8; ++n) {
-      std::uint32_t b[2];
-      load_b_transposed(b, t, n * 8, s * 16, g, q);
-      mma::mma_tile<Op>(acc[n], af, b);
-    }
-  }
 }
 
 /// the maximum (or sum) of v over the 4 lanes that share a row of a C fragment
@@ -257,7 +251,7 @@ __global__ void __launch_bounds__(threads)
     load_rows<Op, D>(Vs, v, pr.ld, h * D, sq.row0 + j0, valid);
     __syncthreads();
     float s[tile / 8][4];
-    scores<Op, D>(s, qf, Ks, g, qd);
+    scores<Op, D>(s, from_registers(qf), Ks, g, qd);
     float tile_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int n = 0; n < tile / 8; ++n)
@@ -364,8 +358,8 @@ __global__ void __launch_bounds__(threads)
     load_rows<Op, D>(Vs, v, pr.ld, h * D, sq.row0 + j0, valid);
     __syncthreads();
     float s[tile / 8][4], dp[tile / 8][4];
-    scores<Op, D>(s, qf, Ks, g, qd);  // q k^T
-    scores<Op, D>(dp, dof, Vs, g, qd); // dO v^T
+    scores<Op, D>(s, from_registers(qf), Ks, g, qd);  // q k^T
+    scores<Op, D>(dp, from_registers(dof), Vs, g, qd); // dO v^T
 #pragma unroll
     for (int n = 0; n < tile / 8; ++n)
 #pragma unroll
@@ -431,8 +425,8 @@ __global__ void __launch_bounds__(threads)
       }
       __syncthreads();
       float s[tile / 8][4], dp[tile / 8][4];
-      scores<Op, D>(s, Ks, wr, Qs, g, qd);   // S^T = k q^T
-      scores<Op, D>(dp, Vs, wr, dOs, g, qd); // dP^T = v dO^T
+      scores<Op, D>(s, from_shared(Ks, wr, g, qd), Qs, g, qd);   // S^T = k q^T
+      scores<Op, D>(dp, from_shared(Vs, wr, g, qd), dOs, g, qd); // dP^T = v dO^T
       float pd[tile / 8][4];
 #pragma unroll
       for (int n = 0; n < tile / 8; ++n)
@@ -471,21 +465,8 @@ __global__ void __launch_bounds__(threads)
 // ---------------------------------------------------------------------------------------------------------------------
 // host side
 
-/// @brief whether the code the current device would run for these kernels has mma.sync (an sm_80+ binary)
-inline bool flash_device() {
-  constexpr int max_devices = 64;
-  static signed char known[max_devices] = {}; // 0 unknown, 1 yes, -1 no
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= max_devices) return false;
-  if (known[dev] == 0) {
-    cudaFuncAttributes attr{};
-    const bool ok = cudaFuncGetAttributes(&attr, forward_kernel<bfloat16, bfloat16, 64>) == cudaSuccess &&
-                    attr.binaryVersion >= 80;
-    (void)cudaGetLastError();
-    known[dev] = ok ? 1 : -1;
-  }
-  return known[dev] > 0;
-}
+/// @brief whether the flash kernels can run on the current device (an sm_80+ binary: mma.sync)
+inline bool flash_device() { return sm80_binary(forward_kernel<bfloat16, bfloat16, 64>); }
 
 /// @brief whether head size HS has kernels (32, 64, 128)
 inline bool supported_head_size(i64 HS) { return HS == 32 || HS == 64 || HS == 128; }

@@ -410,6 +410,8 @@ void backend<device::cuda>::activation_linear_backward(ctx_t& ctx, activation ac
                                                        const T* w, T* du, T* dw, T* dbias, i64 N, i64 K, i64 C) {
   if (!cuda::fused_gemm_takes<T>(ctx, N, C, K) || !cuda::fused_gemm_takes<T>(ctx, N, K, C) ||
       !cuda::fused_gemm_takes<T>(ctx, C, K, N)) {
+    if (!du && !dw) // only the bias gradient: no act(u) needed
+      return linear_backward(ctx, dout, static_cast<const T*>(nullptr), w, du, dw, dbias, N, K, C);
     tensor<T, device::cuda> a = tensor<T, device::cuda>::empty({N * K});
     activation_forward(ctx, act, u, a.data(), N * K);
     tensor<T, device::cuda> da = du ? tensor<T, device::cuda>::empty({N * K}) : tensor<T, device::cuda>();

@@ -236,22 +236,24 @@ __global__ void __launch_bounds__(threads)
 
 } // namespace mma
 
-/// @brief whether the code the current device would run for gemm_mma.cuh's kernels has the tensor-core instructions:
-/// the binary picked for the device (from CMAKE_CUDA_ARCHITECTURES) is sm_80 or newer. A build for older
-/// architectures only would run the kernel's trap on a newer GPU; cuBLASLt takes those products instead.
-inline bool mma_gemm_device() {
+/// @brief whether the binary the current device runs for `kernel` (picked from CMAKE_CUDA_ARCHITECTURES) is sm_80 or
+/// newer, so that it has the tensor-core instructions; cached per device (one cache per kernel type). A build for
+/// older architectures only would run the kernels' trap on a newer GPU: their callers fall back instead.
+template <class Kernel> bool sm80_binary(Kernel kernel) {
   constexpr int max_devices = 64;
   static signed char known[max_devices] = {}; // 0 unknown, 1 yes, -1 no
   int dev = 0;
   if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= max_devices) return false;
   if (known[dev] == 0) {
     cudaFuncAttributes attr{};
-    const bool ok = cudaFuncGetAttributes(&attr, mma::gemm_kernel<bfloat16, bfloat16>) == cudaSuccess &&
-                    attr.binaryVersion >= 80;
+    const bool ok = cudaFuncGetAttributes(&attr, kernel) == cudaSuccess && attr.binaryVersion >= 80;
     (void)cudaGetLastError(); // a kernel image the device cannot run is "no", not a sticky error
     known[dev] = ok ? 1 : -1;
   }
   return known[dev] > 0;
 }
+
+/// @brief whether gemm_mma.cuh's kernels can run on the current device (else cuBLASLt takes their products)
+inline bool mma_gemm_device() { return sm80_binary(mma::gemm_kernel<bfloat16, bfloat16>); }
 
 } // namespace minibert::cuda

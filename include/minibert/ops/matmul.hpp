@@ -155,7 +155,9 @@ variable<T, D> fused_activation_linear(const variable<T, D>& u, activation act, 
 }
 } // namespace detail
 
-/// @brief linear(act(u), weight, bias), the same values and gradients, without saving act(u): the backward
+/// @brief linear(act(u), weight, bias), the same values and gradients (bit for bit where act(u) goes through a
+/// temporary; a fused backend skips rounding dout W to T before act', so 16-bit du differ by a rounding), without
+/// saving act(u): the backward
 /// recomputes it from u (which this node saves instead). BERT's FFN-down layer: the GELU's input and output are both
 /// (B,T,4C), the largest activations of a layer, and only one of them is kept (-50 MB per bert-base layer at
 /// B*T = 4096), for one more activation pass in the backward. A backend with the optional fused members (CUDA) applies
@@ -176,25 +178,27 @@ variable<T, D> activation_linear(const variable<T, D>& u, activation act, const 
   shape so = u.shape();
   so[so.rank() - 1] = C;
   tensor<T, D> out = tensor<T, D>::empty(so);
-  if constexpr (detail::has_fused_activation_linear<T, D>) // a backend that fuses act into its products
+  if constexpr (detail::has_fused_activation_linear<T, D>) { // a backend that fuses act into its products
     return detail::fused_activation_linear(u, act, weight, bias, uc, w, std::move(out), N, K, C);
-  auto activated = [act, uc] { // act(u), a temporary
-    tensor<T, D> a = tensor<T, D>::empty(uc.shape());
-    backend<D>::activation_forward(current_context<D>(), act, uc.data(), a.data(), a.numel());
-    return a;
-  };
-  backend<D>::linear_forward(current_context<D>(), activated().data(), w.data(),
-                             bias.defined() ? contiguous(bias.value()).data() : (const T*)nullptr, out.data(), N, K, C);
-  return make_result(std::move(out), "activation_linear", {&u, &weight, &bias}, [=] {
-    return [=](const tensor<T, D>& g, node<T, D>& self) {
-      const tensor<T, D> da = detail::linear_node_backward(self, contiguous(g), activated(), w, self.needs(0));
-      if (self.needs(0)) {
-        tensor<T, D> du = tensor<T, D>::empty(uc.shape());
-        backend<D>::activation_backward(current_context<D>(), act, uc.data(), da.data(), du.data(), du.numel());
-        self.accumulate(0, std::move(du));
-      }
+  } else {
+    auto activated = [act, uc] { // act(u), a temporary
+      tensor<T, D> a = tensor<T, D>::empty(uc.shape());
+      backend<D>::activation_forward(current_context<D>(), act, uc.data(), a.data(), a.numel());
+      return a;
     };
-  });
+    backend<D>::linear_forward(current_context<D>(), activated().data(), w.data(),
+                               bias.defined() ? contiguous(bias.value()).data() : (const T*)nullptr, out.data(), N, K, C);
+    return make_result(std::move(out), "activation_linear", {&u, &weight, &bias}, [=] {
+      return [=](const tensor<T, D>& g, node<T, D>& self) {
+        const tensor<T, D> da = detail::linear_node_backward(self, contiguous(g), activated(), w, self.needs(0));
+        if (self.needs(0)) {
+          tensor<T, D> du = tensor<T, D>::empty(uc.shape());
+          backend<D>::activation_backward(current_context<D>(), act, uc.data(), da.data(), du.data(), du.numel());
+          self.accumulate(0, std::move(du));
+        }
+      };
+    });
+  }
 }
 
 } // namespace minibert
