@@ -6,7 +6,8 @@
 #                                      tests/test_cuda_attention, tests/test_distributed (its NCCL case),
 #                                      benchmarks/bench_bert, bench_gemm_cuda, bench_attention_cuda, gemm_workbench and
 #                                      attention_workbench
-#   scripts/gpu_check.sh run [DIR]     on the GPU machine (the device tool carries DIR/tests and DIR/benchmarks): runs the
+#                                      into DIR/bundle (one shared backend library, sm_90: about 40 MB)
+#   scripts/gpu_check.sh run [BUNDLE]  on the GPU machine (the device tool carries build-gpu/bundle): runs the
 #                                      GPU tests and benchmarks with time limits and writes $OUT/gpu_check.json (GPU name,
 #                                      each test case's result, each benchmark's figure) and prints the GEMM table
 #                                      (own kernel against cuBLASLt) and the attention table (flash against the
@@ -16,26 +17,37 @@ cd "$(dirname "$0")/.."
 mode=${1:-run}
 dir=${2:-build-gpu}
 
+programs="tests/test_backend_ops tests/test_cuda_model tests/test_cuda_gemm tests/test_cuda_attention
+          tests/test_distributed benchmarks/bench_bert benchmarks/bench_gemm_cuda benchmarks/bench_attention_cuda
+          benchmarks/gemm_workbench benchmarks/attention_workbench"
+
 if [ "$mode" = build ]; then
   set -e
+  # sm_90 only (the lent GPUs are H100/H200; pass another architecture as the third argument) and one shared backend
+  # library: the bundle must fit the device tool's 64 MiB
   cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMINIBERT_CUDA=ON -DMINIBERT_BUILD_BENCHMARKS=ON \
-        -DMINIBERT_NATIVE=OFF -DMINIBERT_BUILD_EXAMPLES=ON
+        -DMINIBERT_NATIVE=OFF -DMINIBERT_BUILD_EXAMPLES=ON -DMINIBERT_CUDA_SHARED_BACKEND=ON \
+        -DCMAKE_CUDA_ARCHITECTURES="${3:-90}"
   cmake --build "$dir" --target test_backend_ops test_cuda_model test_cuda_gemm test_cuda_attention test_distributed \
                                 bench_bert bench_gemm_cuda bench_attention_cuda gemm_workbench attention_workbench
-  ls -la "$dir/tests/test_backend_ops" "$dir/tests/test_cuda_model" "$dir/tests/test_cuda_gemm" \
-         "$dir/tests/test_cuda_attention" "$dir/tests/test_distributed" "$dir/benchmarks/bench_bert" \
-         "$dir/benchmarks/bench_gemm_cuda" "$dir/benchmarks/bench_attention_cuda"
+  # the bundle the device tool carries (run's DIR): the programs and the backend library, nothing else
+  rm -rf "$dir/bundle" && mkdir -p "$dir/bundle/tests" "$dir/bundle/benchmarks"
+  for p in $programs; do cp "$dir/$p" "$dir/bundle/$p"; done
+  cp "$dir"/libminibert_cuda_backend.so "$dir/bundle/"
+  du -sh "$dir/bundle"
   exit 0
 fi
+# run: DIR is the bundle (build-gpu/bundle unless given)
+[ -n "${2:-}" ] || dir=build-gpu/bundle
+export LD_LIBRARY_PATH="$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 out=${OUT:-.}
 mkdir -p "$out"
 log() { echo "[gpu_check $(date +%T)] $*"; }
 gpu=$(nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>&1 | head -1)
 log "GPU: $gpu"
-for exe in "$dir/tests/test_backend_ops" "$dir/tests/test_cuda_model" "$dir/tests/test_cuda_gemm" \
-           "$dir/tests/test_cuda_attention" "$dir/tests/test_distributed" "$dir/benchmarks/bench_bert" \
-           "$dir/benchmarks/bench_gemm_cuda" "$dir/benchmarks/bench_attention_cuda"; do
+for p in $programs; do
+  exe="$dir/$p"
   missing=$(ldd "$exe" 2>/dev/null | grep "not found" || true)
   [ -n "$missing" ] && log "$exe: missing libraries: $missing"
 done
