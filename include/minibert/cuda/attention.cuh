@@ -45,14 +45,7 @@ __global__ void attention_softmax_kernel(T* S, const T* __restrict__ mask, i64 R
   const int lane = threadIdx.x % 32;
   if (r >= R) return;
   const T* mr = mask ? mask + (r / rows_per_batch) * Tn : nullptr;
-  i64 L = Tn;
-  if (mr) {
-    int last = 0; // key 0 always counts (the CPU's l > 1)
-    for (i64 j = lane; j < Tn; j += 32)
-      if (!(to_float(mr[j]) < masked_below)) last = int(j);
-    for (int o = 16; o > 0; o >>= 1) last = max(last, __shfl_xor_sync(0xffffffffu, last, o));
-    L = last + 1;
-  }
+  const i64 L = mr ? warp_key_length(mr, Tn, masked_below) : Tn;
   T* row = S + r * Tn;
   auto value = [&](i64 j) { return mr ? to_float(row[j]) + to_float(mr[j]) : to_float(row[j]); };
   float m = -INFINITY;
@@ -241,7 +234,7 @@ void backend<device::cuda>::attention_varlen_forward(ctx_t& ctx, const varlen_di
                                                      std::uint64_t base) {
   const attention_dims padded{d.B, d.max_seqlen, d.C, d.NH, d.ld_qkv};
   MINIBERT_CHECK(p >= 0.0f && p < 1.0f, "attention_varlen", "dropout probability " << p << " outside [0, 1)");
-  MINIBERT_CHECK(d.cu_seqlens && ctx.attention == attention_provider::flash && cuda::flash_attention_takes<T>(ctx, padded),
+  MINIBERT_CHECK(d.cu_seqlens && cuda::flash_attention_takes<T>(ctx, padded), // which asks for ctx.attention == flash
                  "attention_varlen", "B " << d.B << ", C " << d.C << ", NH " << d.NH << " (head size "
                                           << (d.NH > 0 ? d.C / d.NH : 0) << "), " << dtype_name(dtype_v<T>)
                                           << ": packed sequences need the flash provider, head size 32, 64 or 128, "
@@ -259,7 +252,7 @@ void backend<device::cuda>::attention_varlen_backward(ctx_t& ctx, const varlen_d
                                                       std::uint64_t seed, std::uint64_t base, T* dq, T* dk, T* dv) {
   const attention_dims padded{d.B, d.max_seqlen, d.C, d.NH, d.ld_qkv};
   MINIBERT_CHECK(p >= 0.0f && p < 1.0f, "attention_varlen", "dropout probability " << p << " outside [0, 1)");
-  MINIBERT_CHECK(d.cu_seqlens && ctx.attention == attention_provider::flash && cuda::flash_attention_takes<T>(ctx, padded),
+  MINIBERT_CHECK(d.cu_seqlens && cuda::flash_attention_takes<T>(ctx, padded), // which asks for ctx.attention == flash
                  "attention_varlen", "B " << d.B << ", C " << d.C << ", NH " << d.NH
                                           << ": packed sequences need the flash provider (see the forward)");
   if (d.B == 0 || d.max_seqlen == 0) return;

@@ -212,18 +212,30 @@ __device__ __forceinline__ float masked_score(float s, const params& pr, const T
 // ---------------------------------------------------------------------------------------------------------------------
 // kernels
 
-// key_len (B) = L_b of mask (B,T): 1 + the last key whose additive mask is not below masked_below (at least 1); one
-// warp per sequence, as attention_softmax_kernel computes it
+} // namespace minibert::cuda::flash
+
+namespace minibert::cuda {
+/// @brief L of a mask row (Tn): 1 + the last key whose additive mask is not below masked_below (key 0 always counts,
+/// the CPU's l > 1); computed by a whole warp, every lane gets it. The materialized softmax and the flash kernels
+/// leave the keys from L on out of the softmax.
+template <class T> __device__ __forceinline__ i64 warp_key_length(const T* mask_row, i64 Tn, float masked_below) {
+  int last = 0;
+  for (i64 j = threadIdx.x % 32; j < Tn; j += 32)
+    if (!(to_float(mask_row[j]) < masked_below)) last = int(j);
+  for (int o = 16; o > 0; o >>= 1) last = max(last, __shfl_xor_sync(0xffffffffu, last, o));
+  return last + 1;
+}
+} // namespace minibert::cuda
+
+namespace minibert::cuda::flash {
+
+// key_len (B) = warp_key_length of each mask row (B,T); one warp per sequence
 template <class T>
 __global__ void key_length_kernel(const T* __restrict__ mask, i64 B, i64 Tn, float masked_below, int* key_len) {
   const i64 b = i64(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
   if (b >= B) return;
-  int last = 0;
-  for (i64 j = lane; j < Tn; j += 32)
-    if (!(to_float(mask[b * Tn + j]) < masked_below)) last = int(j);
-  for (int o = 16; o > 0; o >>= 1) last = max(last, __shfl_xor_sync(0xffffffffu, last, o));
-  if (lane == 0) key_len[b] = last + 1;
+  const i64 L = warp_key_length(mask + b * Tn, Tn, masked_below);
+  if (threadIdx.x % 32 == 0) key_len[b] = int(L);
 }
 
 // out (rows, ldo) head h columns, lse (B,NH,T); grid (ceil(T/64), NH, B), block 128
