@@ -10,6 +10,8 @@
 
 #include <Eigen/Core>
 
+#include <minibert/cpu/softmax.hpp> // exp_flush_to_zero
+
 namespace minibert::cpu {
 
 /// @brief logits (N,C), targets (N) -> probs (N,C) (softmax, saved for backward), returns the mean loss
@@ -25,7 +27,7 @@ double cross_entropy_forward(const T* logits, const Id* targets, T* probs, std::
     carr x(logits + i * C, C);
     arr p(probs + i * C, C);
     const T m = x.maxCoeff();
-    p = (x - m).exp();
+    p = exp_flush_to_zero(x - m);
     const double z = static_cast<double>(p.sum());
     p *= static_cast<T>(1.0 / z);
     if (std::int64_t(targets[i]) == ignore_index) continue;

@@ -3,15 +3,25 @@
 /* CPU row softmax over the last dim with an optional additive mask row per input row, and its backward.
    x (R,L) [+ mask row m(r) (L)] -> y (R,L); dx = y * (dy - sum(dy * y)). */
 
+#include <cmath>      // log
 #include <cstdint>    // int64_t
 #include <functional> // function (mask row lookup)
-#include <limits>     // infinity
+#include <limits>     // infinity, min
 
 #include <Eigen/Core>
 
 #include <minibert/cpu/parallel.hpp>
 
 namespace minibert::cpu {
+
+/// @brief e^x, with results below T's smallest normal number flushed to 0. Eigen 3.4's vectorized exp clamps its
+/// argument: below about -708 (double) or -88 (float), -inf included, it returns a tiny nonzero value (5.6e-309,
+/// 2.9e-39) where exp is 0 or subnormal, so a masked probability would not be exactly 0 on AVX2 machines.
+template <class Derived> auto exp_flush_to_zero(const Eigen::ArrayBase<Derived>& x) {
+  using T = typename Derived::Scalar;
+  static const T lowest_normal_exponent = std::log(std::numeric_limits<T>::min());
+  return (x.derived() < lowest_normal_exponent).select(T(0), x.derived().exp());
+}
 
 /// @brief y = softmax(x + mask[mask_row(r)]) per row r; mask may be null. A row whose entries are all
 /// -inf gives zeros (not NaN).
@@ -29,7 +39,7 @@ void softmax_forward(const T* x, const T* mask, MaskRow&& mask_row, T* y, std::i
         out.setZero();
         continue;
       }
-      out = (out - m).exp();
+      out = exp_flush_to_zero(out - m);
       out *= T(1) / out.sum();
     }
   });
