@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: MIT
 // bf16 mixed precision (autocast<device::cpu>, precision.hpp) against PyTorch's own CPU bf16 autocast, live, on the
 // real pretrained all-MiniLM-L6-v2 with a classification head (dropout 0): how far bf16 moves the logits of one
-// batch and the losses of 20 AdamW steps away from fp32. tests/python/autocast_reference.py measures that deviation
+// batch and the losses of 10 AdamW steps away from fp32. tests/python/autocast_reference.py measures that deviation
 // for torch.autocast("cpu", torch.bfloat16) from the same weights and batches; minibert's must stay within 1.5x of
 // it (the issue's bound), and must be clearly above fp32 rounding noise (else bf16 was not engaged).
 //
-// Deviation measures: logits, max |bf16 - fp32| over the batch divided by max |fp32 logit|; losses, max over the 20
-// steps of |bf16 - fp32| / fp32. Measured (AMD EPYC Zen 5 with AVX512-BF16, torch 1.13): logits minibert 0.0069 vs
-// torch 0.0139 (minibert keeps each product in fp32 where autocast rounds it to bf16); losses 2.80e-4 vs 2.76e-4.
+// Deviation measures: logits, max |bf16 - fp32| over the batch divided by max |fp32 logit|; losses, max over the 10
+// steps of |bf16 - fp32| / fp32. Measured (20 steps then, AMD EPYC Zen 5 with AVX512-BF16, torch 1.13): logits
+// minibert 0.0069 vs torch 0.0139 (minibert keeps each product in fp32 where autocast rounds it to bf16); losses
+// 2.80e-4 vs 2.76e-4. With 10 steps on an AVX2 AMD EPYC (bf16 emulated by rounding the operands): logits 0.0116 vs
+// 0.0159, losses 3.21e-4 vs 3.29e-4. (10 steps: PyTorch's bf16 autocast alone took 163 s there for 20.)
 // The lower bound (logits deviation > 1e-4) fails when the products are not rounded at all (fp32 runs of the two
 // sides agree to < 1e-4, checked too).
 #include <doctest/doctest.h>
@@ -33,7 +35,7 @@ using namespace minibert;
 
 namespace {
 
-constexpr int train_steps = 20;
+constexpr int train_steps = 10;
 constexpr std::size_t batch_rows = 8;
 constexpr double learning_rate = 5e-5;
 
@@ -162,7 +164,7 @@ TEST_CASE("bf16 autocast: minibert's deviation from fp32 is within 1.5x of PyTor
   CHECK(loss_deviation(fp32.losses, ref["fp32"]["losses"].get<std::vector<double>>()) < 1e-4);
 
   MESSAGE("bf16 vs fp32, logits (max |d| / max |logit|): minibert " << ours_logits << ", torch " << torch_logits);
-  MESSAGE("bf16 vs fp32, 20-step losses (max relative): minibert " << ours_losses << ", torch " << torch_losses);
+  MESSAGE("bf16 vs fp32, 10-step losses (max relative): minibert " << ours_losses << ", torch " << torch_losses);
   CHECK(ours_logits <= 1.5 * torch_logits);
   CHECK(ours_losses <= 1.5 * torch_losses);
   CHECK_MESSAGE(ours_logits > 1e-4, "bf16 left the logits at fp32's values: were the products rounded?");

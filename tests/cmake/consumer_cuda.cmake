@@ -1,7 +1,11 @@
 # SPDX-License-Identifier: MIT
-# Included by each consumer project: when minibert was configured with the CUDA backend, a second program whose one
-# .cu defines the backend (consumer_cuda.cu) and whose other file is plain C++ (consumer_cuda_main.cpp).
-if(TARGET minibert::cuda)
+# Included by each consumer project. EXPECT_CUDA: minibert was configured with the CUDA backend, so minibert::cuda
+# must exist. CONSUMER_CUDA_PROGRAM: then also build a second program whose one .cu defines the backend
+# (consumer_cuda.cu) and whose other file is plain C++ (consumer_cuda_main.cpp).
+if(EXPECT_CUDA AND NOT TARGET minibert::cuda)
+  message(FATAL_ERROR "minibert was built with CUDA, but this consumer sees no minibert::cuda target")
+endif()
+if(TARGET minibert::cuda AND CONSUMER_CUDA_PROGRAM)
   if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
     set(CMAKE_CUDA_ARCHITECTURES 80)
   endif()
