@@ -120,7 +120,7 @@ for name in ("bench_cuda_fp32", "bench_cuda_tf32", "bench_cpu", "bench_gemm_cuda
     path = os.path.join(out, name + ".json")
     try:
         for b in json.load(open(path))["benchmarks"]:
-            summary["benchmarks"][f"{name}:{b['name']}"] = {k: b.get(k) for k in ("real_time", "time_unit", "samples_per_s", "TFLOP/s", "GB/s", "own_kernel", "flash_kernel", "error_message") if k in b}
+            summary["benchmarks"][f"{name}:{b['name']}"] = {k: b.get(k) for k in ("real_time", "time_unit", "samples_per_s", "TFLOP/s", "GB/s", "own_kernel", "fused", "error_message") if k in b}
     except Exception as e:
         summary["benchmarks"][name] = f"no result: {e}"
 json.dump(summary, open(os.path.join(out, "gpu_check.json"), "w"), indent=2)
@@ -134,14 +134,21 @@ for name, own in sorted(gemm.items()):
         own_tf, lt_tf = own["TFLOP/s"], lt["TFLOP/s"]  # the counter is already in TFLOP/s
         print(f"{name.replace('BM_Gemm_Own_', '')}: own {own_tf:.1f} TFLOP/s, cuBLASLt {lt_tf:.1f}, "
               f"ratio {own_tf / lt_tf:.3f}{'' if own.get('own_kernel') else ' (own provider declined: cuBLASLt ran)'}")
-# the attention table: flash against the materialized path (cuBLASLt + softmax), shape by shape
+# the attention table: flash against cuDNN's fused SDPA and the materialized path (cuBLASLt + softmax), shape by shape
 attn = {k.split(":", 1)[1]: v for k, v in summary["benchmarks"].items() if k.startswith("bench_attention_cuda:")}
 for name, fl in sorted(attn.items()):
-    mat = attn.get(name.replace("_Flash_", "_Materialized_"), {})
-    if "_Flash_" in name and "TFLOP/s" in fl and "TFLOP/s" in mat:
-        print(f"{name.replace('BM_Attention_Flash_', '')}: flash {fl['TFLOP/s']:.1f} TFLOP/s {fl['GB/s']:.0f} GB/s, "
-              f"materialized {mat['TFLOP/s']:.1f} TFLOP/s, ratio {fl['TFLOP/s'] / mat['TFLOP/s']:.3f}"
-              f"{'' if fl.get('flash_kernel') else ' (flash declined: materialized ran)'}")
+    if "_Flash_" not in name or "TFLOP/s" not in fl:
+        continue
+    line = f"{name.replace('BM_Attention_Flash_', '')}: flash {fl['TFLOP/s']:.1f} TFLOP/s {fl['GB/s']:.0f} GB/s"
+    line += "" if fl.get("fused") else " (flash declined: materialized ran)"
+    for label, other in (("cuDNN", "_Cudnn_"), ("materialized", "_Materialized_")):
+        o = attn.get(name.replace("_Flash_", other), {})
+        if "TFLOP/s" in o:
+            line += f", {label} {o['TFLOP/s']:.1f} (ratio {fl['TFLOP/s'] / o['TFLOP/s']:.3f})"
+            line += "" if label != "cuDNN" or o.get("fused") else " (cuDNN declined: materialized ran)"
+        else:
+            line += f", {label}: {o.get('error_message', 'no result')}"
+    print(line)
 failed = [k for k, v in summary["tests"].items() if v != "passed"]
 print(json.dumps({"gpu": gpu, "cases": len(summary["tests"]), "failed": failed}, indent=1))
 PY

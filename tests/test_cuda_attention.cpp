@@ -5,7 +5,9 @@
 // part, dropout on and off (the reference gets the same Philox keep mask); bf16 and fp16 data, and fp32 data under
 // bf16 / fp16 matmul precision. Also: the packed (varlen) API gives the padded batch's rows bit for bit, results
 // are deterministic, the provider falls back where flash does not apply, and varlen refuses what it cannot run.
-// Built only with the CUDA backend; skipped without a GPU.
+// cuDNN's fused SDPA (ctx.attention = attention_provider::cudnn, cuda/attention_cudnn.hpp) runs the same checks on
+// bf16 and fp16 data; its dropout draw is its own, read back through its forward (cudnn_keep_mask).
+// Built only with the CUDA backend; skipped without a GPU (the cuDNN cases also without the cuDNN provider).
 //
 // TOLERANCE. The kernels round q, k, v, dO, P and dS to the operand type (u_op = 2^-8 bf16, 2^-11 fp16) before
 // their tensor-core products, accumulate in fp32 and round the results to the data type (u_out). The reference is
@@ -215,8 +217,52 @@ gpu_run<T> run_padded(const attn_case& c, const std::vector<T>& qkv, const std::
   return r;
 }
 
-/// one case on data T under matmul precision `prec`, flash provider: against the reference, and run twice alike
-template <class T> void check_flash(const attn_case& c, matmul_precision prec) {
+/// the launch counter of a fused provider
+std::uint64_t launches_of(attention_provider provider) {
+  auto& ctx = current_context<cuda>();
+  return provider == attention_provider::flash ? ctx.flash_attention_launches : ctx.cudnn_attention_launches;
+}
+
+/// cuDNN's dropout keep mask (B,NH,T,T) for (seed, base), read back through the forward itself: with v_h the identity
+/// (v[b, j, h*HS + d] = [d == j], so T <= HS), out[b, i, h*HS + j] = P_ij keep_ij / (1-p), nonzero exactly where
+/// keep_ij = 1 (P_ij > 0; where a key is masked out, P_ij = 0 and keep does not matter: 1)
+template <class T>
+std::vector<int> cudnn_keep_mask(const attn_case& c, const std::vector<T>& qkv, const std::vector<T>& mask,
+                                 std::uint64_t seed, std::uint64_t base) {
+  REQUIRE(c.T <= c.HS);
+  const i64 C = c.NH * c.HS;
+  std::vector<T> identity_v = qkv;
+  for (i64 r = 0; r < c.B * c.T; ++r)
+    for (i64 h = 0; h < c.NH; ++h)
+      for (i64 d = 0; d < c.HS; ++d)
+        identity_v[std::size_t(r * 3 * C + 2 * C + h * c.HS + d)] = T(d == r % c.T ? 1.f : 0.f);
+  const std::vector<T> no_dout(std::size_t(c.B * c.T * C), T(0.f));
+  const gpu_run<T> probe = run_padded(c, identity_v, mask, no_dout, seed, base);
+  std::vector<int> keep(std::size_t(c.B * c.NH * c.T * c.T), 1);
+  double drawn = 0, kept = 0;
+  for (i64 b = 0; b < c.B; ++b)
+    for (i64 h = 0; h < c.NH; ++h)
+      for (i64 i = 0; i < c.T; ++i)
+        for (i64 j = 0; j < c.T; ++j) {
+          const bool masked_out = !mask.empty() && float(mask[std::size_t(b * c.T + j)]) <= masked_value<T>();
+          if (masked_out) continue;
+          const int k = float(probe.out[std::size_t((b * c.T + i) * C + h * c.HS + j)]) != 0.f;
+          keep[std::size_t(((b * c.NH + h) * c.T + i) * c.T + j)] = k;
+          drawn += 1;
+          kept += k;
+        }
+  // the draw keeps 1 - p of the probabilities (within 5 standard deviations), which the scale 1/(1-p) assumes
+  const double sigma = std::sqrt(double(c.p) * (1 - c.p) / drawn);
+  CHECK_MESSAGE(std::fabs(kept / drawn - (1 - c.p)) < 5 * sigma,
+                describe(c) << ": kept " << kept / drawn << " of the probabilities, want " << 1 - c.p);
+  return keep;
+}
+
+/// one case on data T under matmul precision `prec`, asking for a fused provider (flash or cudnn): against the
+/// reference, and run twice alike (cuDNN's backward may accumulate dq with atomics: only its forward must repeat bit
+/// for bit). Flash must take the case; cuDNN may decline it (then the materialized path runs). Returns whether the
+/// fused provider ran.
+template <class T> bool check_fused(const attn_case& c, matmul_precision prec, attention_provider provider) {
   auto& ctx = current_context<cuda>();
   ctx.matmul = prec;
   const i64 C = c.NH * c.HS;
@@ -224,12 +270,15 @@ template <class T> void check_flash(const attn_case& c, matmul_precision prec) {
   const std::vector<T> dout = random_values<T>(std::size_t(c.B * c.T * C), 12);
   const std::vector<T> mask = c.masked ? padding_mask<T>(c.B, c.T) : std::vector<T>();
   const std::uint64_t seed = 2024, base = 6;
-  const std::uint64_t launches = ctx.flash_attention_launches;
+  const std::uint64_t launches = launches_of(provider);
   const gpu_run<T> got = run_padded(c, qkv, mask, dout, seed, base);
-  REQUIRE_MESSAGE(ctx.flash_attention_launches == launches + 1, describe(c) << ": the flash kernels did not run");
+  const bool fused = launches_of(provider) == launches + 1;
+  if (provider == attention_provider::flash) REQUIRE_MESSAGE(fused, describe(c) << ": the flash kernels did not run");
+  else if (!fused) MESSAGE(describe(c) << " " << dtype_name(dtype_v<T>) << ": cuDNN declined it, materialized ran");
   const gpu_run<T> again = run_padded(c, qkv, mask, dout, seed, base);
   CHECK_MESSAGE(same_bits(got.out, again.out), describe(c) << ": the forward is not deterministic");
-  CHECK_MESSAGE(same_bits(got.dqkv, again.dqkv), describe(c) << ": the backward is not deterministic");
+  if (provider == attention_provider::flash)
+    CHECK_MESSAGE(same_bits(got.dqkv, again.dqkv), describe(c) << ": the backward is not deterministic");
 
   auto op = [&](T x) { return as_operand(x, prec); };
   const ref::array q = block(qkv, c.B, c.T, 3 * C, 0, C, op), k = block(qkv, c.B, c.T, 3 * C, C, C, op),
@@ -239,7 +288,10 @@ template <class T> void check_flash(const attn_case& c, matmul_precision prec) {
     m2 = ref::array({c.B, c.T});
     for (i64 i = 0; i < c.B * c.T; ++i) m2[i] = double(float(mask[std::size_t(i)]));
   }
-  const std::vector<int> keep = c.p > 0 ? keep_mask(seed, base, c.B * c.NH * c.T * c.T, c.p) : std::vector<int>();
+  std::vector<int> keep;
+  if (c.p > 0)
+    keep = provider == attention_provider::flash ? keep_mask(seed, base, c.B * c.NH * c.T * c.T, c.p)
+                                                 : cudnn_keep_mask(c, qkv, mask, seed, base);
   const ref::array out = ref::attention(q, k, v, m2, int(c.NH), keep, c.p).out;
   const ref::grad3 g = ref::attention_backward(q, k, v, m2, int(c.NH), dO, keep, c.p);
   const magnitudes mag = tolerance_magnitudes(q, k, v, m2, int(c.NH), dO, keep, c.p);
@@ -250,10 +302,11 @@ template <class T> void check_flash(const attn_case& c, matmul_precision prec) {
   bad += count_outside(tag + " dk", got.dqkv, 3 * C, C, g.d1, mag.dk, u_op, c.T, c.HS);
   bad += count_outside(tag + " dv", got.dqkv, 3 * C, 2 * C, g.d2, mag.dv, u_op, c.T, c.HS);
   CHECK_MESSAGE(bad == 0, tag << ": " << bad << " elements outside the tolerance");
+  return fused;
 }
 
-/// runs body with ctx.attention = flash, restoring the provider and the matmul precision however it ends
-template <class F> void with_flash(F&& body) {
+/// runs body with ctx.attention = provider, restoring the provider and the matmul precision however it ends
+template <class F> void with_provider(attention_provider provider, F&& body) {
   auto& ctx = current_context<cuda>();
   struct restore {
     context<cuda>& ctx;
@@ -264,9 +317,10 @@ template <class F> void with_flash(F&& body) {
       ctx.matmul = m;
     }
   } saved{ctx};
-  ctx.attention = attention_provider::flash;
+  ctx.attention = provider;
   body();
 }
+template <class F> void with_flash(F&& body) { with_provider(attention_provider::flash, body); }
 
 // ragged lengths around the 64-row tiles, the three head sizes, masks and dropout
 std::vector<attn_case> cases() {
@@ -281,8 +335,8 @@ TEST_CASE("cuda flash attention: bf16 and fp16 data against the reference, forwa
   if (skip_without_gpu("cuda flash attention")) return;
   with_flash([] {
     for (const attn_case& c : cases()) {
-      check_flash<bfloat16>(c, matmul_precision::fp32);
-      check_flash<half>(c, matmul_precision::fp32);
+      check_fused<bfloat16>(c, matmul_precision::fp32, attention_provider::flash);
+      check_fused<half>(c, matmul_precision::fp32, attention_provider::flash);
     }
   });
 }
@@ -291,8 +345,8 @@ TEST_CASE("cuda flash attention: fp32 data under bf16 and fp16 matmul precision 
   if (skip_without_gpu("cuda flash attention fp32")) return;
   with_flash([] {
     for (const attn_case& c : cases()) {
-      check_flash<float>(c, matmul_precision::bf16);
-      check_flash<float>(c, matmul_precision::fp16);
+      check_fused<float>(c, matmul_precision::bf16, attention_provider::flash);
+      check_fused<float>(c, matmul_precision::fp16, attention_provider::flash);
     }
   });
 }
@@ -386,5 +440,54 @@ TEST_CASE("cuda flash attention: other head sizes and fp32 precision fall back t
                                        1, 0);
     },
                 {"attention_varlen", "packed sequences need the flash provider"});
+  });
+}
+
+TEST_CASE("cuda cudnn attention: cuDNN's fused SDPA against the reference, masks and dropout, bf16 and fp16") {
+#if !defined(MINIBERT_CUDNN) // the CMake option MINIBERT_CUDNN_ATTENTION was off or cuDNN was not found
+  std::cout << "[minibert-skip] cuda cudnn attention: built without the cuDNN provider" << std::endl;
+  return;
+#endif
+  if (skip_without_gpu("cuda cudnn attention")) return;
+  with_provider(attention_provider::cudnn, [] {
+    // the flash cases without dropout (cuDNN's keep mask can be read back only where T <= HS) and with T > 1 (its
+    // backward refuses T = 1), then with dropout at multiples of 1/16 (the only probabilities it is given)
+    std::vector<attn_case> all;
+    for (attn_case c : cases()) {
+      c.p = 0.0f;
+      if (c.T > 1) all.push_back(c);
+    }
+    for (const attn_case& c : {attn_case{2, 17, 2, 32, true, 0.125f}, attn_case{3, 64, 2, 64, true, 0.125f},
+                               attn_case{1, 100, 1, 128, false, 0.25f}})
+      all.push_back(c);
+    for (const attn_case& c : all) {
+      // cuDNN must take every unmasked case without dropout (padding with a bias, or dropout, it may decline)
+      const bool plain = !c.masked && c.p == 0.0f;
+      CHECK_MESSAGE((check_fused<bfloat16>(c, matmul_precision::fp32, attention_provider::cudnn) || !plain),
+                    describe(c) << " bf16: cuDNN declined it");
+      CHECK_MESSAGE((check_fused<half>(c, matmul_precision::fp32, attention_provider::cudnn) || !plain),
+                    describe(c) << " fp16: cuDNN declined it");
+    }
+  });
+}
+
+TEST_CASE("cuda cudnn attention: fp32 data, head sizes and dropout rates cuDNN does not take run materialized") {
+  if (skip_without_gpu("cuda cudnn attention fallback")) return;
+  with_provider(attention_provider::cudnn, [] {
+    auto& ctx = current_context<cuda>();
+    const std::uint64_t launches = ctx.cudnn_attention_launches;
+    ctx.matmul = matmul_precision::bf16;
+    const gpu_run<float> r = run_padded(attn_case{2, 9, 1, 64, true, 0.0f}, random_values<float>(2 * 9 * 3 * 64, 41),
+                                        padding_mask<float>(2, 9), random_values<float>(2 * 9 * 64, 42), 1, 0);
+    CHECK(r.lse.empty()); // the materialized path saved no statistics
+    const gpu_run<bfloat16> r12 =
+        run_padded(attn_case{2, 9, 2, 12, false, 0.0f}, random_values<bfloat16>(2 * 9 * 3 * 24, 43), {},
+                   random_values<bfloat16>(2 * 9 * 24, 44), 1, 0); // head size 12: rows not 16-byte aligned
+    CHECK(r12.lse.empty());
+    const gpu_run<bfloat16> r01 =
+        run_padded(attn_case{2, 9, 1, 64, false, 0.1f}, random_values<bfloat16>(2 * 9 * 3 * 64, 45), {},
+                   random_values<bfloat16>(2 * 9 * 64, 46), 1, 0); // 0.1: not a multiple of 1/16
+    CHECK(r01.lse.empty());
+    CHECK(ctx.cudnn_attention_launches == launches);
   });
 }

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
-// Attention throughput on the GPU: the fused flash kernels (cuda/attention_flash.cuh) beside the materialized path
-// (cuBLASLt GEMMs around a softmax kernel, cuda/attention.cuh) in the same process, through backend<device::cuda>
-// with the context's attention provider switched (built with the CUDA backend; every case reports "no CUDA device"
-// without a GPU).
+// Attention throughput on the GPU: the fused flash kernels (cuda/attention_flash.cuh) beside cuDNN's fused SDPA (the
+// baseline, cuda/attention_cudnn.hpp; its cases report "built without cuDNN" where the provider was not built) and
+// the materialized path (cuBLASLt GEMMs around a softmax kernel, cuda/attention.cuh) in the same process, through
+// backend<device::cuda> with the context's attention provider switched (built with the CUDA backend; every case
+// reports "no CUDA device" without a GPU).
 //   BM_Attention_<provider>_<Fwd|FwdBwd>/B/T/padded   bf16 data, bert-base's attention: 12 heads of size 64, q, k, v
 //                                                     column blocks of one (B,T,3C) projection; padded = 1: row b
 //                                                     keeps T - (b T / 2) / B keys (lengths T/2 .. T), the rest masked
@@ -33,6 +34,12 @@ void bench_attention(benchmark::State& state, attention_provider provider, pass 
     state.SkipWithError("no CUDA device");
     return;
   }
+#if !defined(MINIBERT_CUDNN)
+  if (provider == attention_provider::cudnn) {
+    state.SkipWithError("built without cuDNN");
+    return;
+  }
+#endif
   using T = bfloat16;
   const i64 B = state.range(0), Tn = state.range(1);
   const bool padded = state.range(2) != 0;
@@ -63,7 +70,7 @@ void bench_attention(benchmark::State& state, attention_provider provider, pass 
     backend<cuda>::synchronize(ctx);
   };
   run(); // warm-up: cuBLASLt's heuristics, the allocator, the clocks
-  const std::uint64_t flash_before = ctx.flash_attention_launches;
+  const std::uint64_t flash_before = ctx.flash_attention_launches, cudnn_before = ctx.cudnn_attention_launches;
   for (auto _ : state) run();
   const double forward_flops = 4.0 * double(B * NH) * double(Tn) * double(Tn) * double(HS);
   const double flops = what == pass::forward ? forward_flops : 3.5 * forward_flops;
@@ -71,16 +78,21 @@ void bench_attention(benchmark::State& state, attention_provider provider, pass 
   state.counters["TFLOP/s"] =
       benchmark::Counter(flops * launches * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
   state.counters["GB/s"] = benchmark::Counter(bytes * launches * 1e-9, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["flash_kernel"] = ctx.flash_attention_launches > flash_before ? 1 : 0; // 0: flash declined it
+  // 0: the fused provider declined the problem (it ran materialized)
+  state.counters["fused"] = ctx.flash_attention_launches > flash_before || ctx.cudnn_attention_launches > cudnn_before;
   ctx.attention = attention_provider_from_env();
 }
 
 void BM_Attention_Flash_Fwd(benchmark::State& s) { bench_attention(s, attention_provider::flash, pass::forward); }
+void BM_Attention_Cudnn_Fwd(benchmark::State& s) { bench_attention(s, attention_provider::cudnn, pass::forward); }
 void BM_Attention_Materialized_Fwd(benchmark::State& s) {
   bench_attention(s, attention_provider::materialized, pass::forward);
 }
 void BM_Attention_Flash_FwdBwd(benchmark::State& s) {
   bench_attention(s, attention_provider::flash, pass::forward_backward);
+}
+void BM_Attention_Cudnn_FwdBwd(benchmark::State& s) {
+  bench_attention(s, attention_provider::cudnn, pass::forward_backward);
 }
 void BM_Attention_Materialized_FwdBwd(benchmark::State& s) {
   bench_attention(s, attention_provider::materialized, pass::forward_backward);
@@ -97,8 +109,10 @@ void bert_shapes(benchmark::internal::Benchmark* b) {
 #define MINIBERT_ATTENTION_BENCHMARK(name)                                                                            \
   BENCHMARK(name)->Apply(bert_shapes)->ArgNames({"B", "T", "padded"})->UseRealTime()->MinTime(0.2)
 MINIBERT_ATTENTION_BENCHMARK(BM_Attention_Flash_Fwd);
+MINIBERT_ATTENTION_BENCHMARK(BM_Attention_Cudnn_Fwd);
 MINIBERT_ATTENTION_BENCHMARK(BM_Attention_Materialized_Fwd);
 MINIBERT_ATTENTION_BENCHMARK(BM_Attention_Flash_FwdBwd);
+MINIBERT_ATTENTION_BENCHMARK(BM_Attention_Cudnn_FwdBwd);
 MINIBERT_ATTENTION_BENCHMARK(BM_Attention_Materialized_FwdBwd);
 
 BENCHMARK_MAIN();

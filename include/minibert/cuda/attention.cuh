@@ -11,12 +11,14 @@
 #error "minibert/cuda/attention.cuh needs nvcc; host code includes <minibert/cuda/backend.hpp>"
 #endif
 
-#include <cmath>       // sqrt, INFINITY
-#include <cstdint>     // int64_t, uint8_t, uint64_t
-#include <type_traits> // is_same_v
+#include <cmath>            // sqrt, floor, INFINITY
+#include <cstdint>          // int64_t, uint8_t, uint64_t, uintptr_t
+#include <initializer_list> // initializer_list
+#include <type_traits>      // is_same_v
 
 #include <minibert/backend.hpp>
 #include <minibert/cuda/backend.hpp>
+#include <minibert/cuda/attention_cudnn.hpp>
 #include <minibert/cuda/attention_flash.cuh>
 #include <minibert/cuda/common.cuh>
 #include <minibert/cuda/dropout.cuh>
@@ -109,6 +111,57 @@ int* flash_key_lengths(context<device::cuda>& ctx, const attention_dims& d, cons
   return key_len;
 }
 
+/// @brief the cuDNN problem of attention over dims d with data T
+template <class T> cudnn_sdpa::problem cudnn_problem(const attention_dims& d, bool masked, float p) {
+  return {d.B, d.T, d.NH, d.HS(), d.ld_qkv, d.C, dtype_v<T>, masked, p};
+}
+
+/// @brief whether every pointer is 16-byte aligned (cuDNN refuses other operands when it executes a plan)
+inline bool aligned16(std::initializer_list<const void*> pointers) {
+  for (const void* p : pointers)
+    if (reinterpret_cast<std::uintptr_t>(p) % 16 != 0) return false;
+  return true;
+}
+
+/// @brief whether cuDNN runs attention over dims d with data T under ctx: ctx.attention asks for it; the data are
+/// 16-bit, 16-byte aligned, rows and heads too; T > 1 (its backward refuses s_q = s_kv = 1); the dropout probability
+/// is a multiple of 1/16 (some of its kernels draw at that resolution, so PyTorch routes no other p to it); the
+/// program was built with the provider (MINIBERT_CUDNN), and cuDNN builds the plans
+template <class T>
+bool cudnn_attention_takes(context<device::cuda>& ctx, const attention_dims& d, const T* q, const T* k, const T* v,
+                           const T* out, bool masked, float p) {
+  if constexpr (cudnn_sdpa::built() && (std::is_same_v<T, half> || std::is_same_v<T, bfloat16>))
+    return ctx.attention == attention_provider::cudnn && d.NH > 0 && d.C % d.NH == 0 && d.HS() % 8 == 0 &&
+           d.ld_qkv % 8 == 0 && d.T > 1 && d.B <= 65535 && d.NH <= 65535 && std::floor(p * 16) == p * 16 &&
+           aligned16({q, k, v, out}) && cudnn_sdpa::supports(ctx, cudnn_problem<T>(d, masked, p));
+  else return false;
+}
+
+/// @brief the cuDNN call's inputs: q, k, v and, with a mask, in scratch: the key lengths, seq_len_q = T, and the
+/// mask copied to rows of cudnn_sdpa::bias_stride(T) elements (16-byte aligned, as cuDNN reads its operands)
+template <class T>
+cudnn_sdpa::tensors cudnn_inputs(context<device::cuda>& ctx, const attention_dims& d, const T* q, const T* k,
+                                 const T* v, const T* mask) {
+  cudnn_sdpa::tensors t{};
+  t.q = q;
+  t.k = k;
+  t.v = v;
+  if (mask) {
+    const i64 seq_q_floats = (d.B + 63) / 64 * 64, ldm = cudnn_sdpa::bias_stride(d.T); // 256-byte steps
+    float* after = nullptr;
+    t.seq_len_kv = flash_key_lengths(ctx, d, mask, seq_q_floats + ceil_div(d.B * ldm * i64(sizeof(T)), 4), &after);
+    auto* seq_q = reinterpret_cast<std::int32_t*>(after);
+    backend<device::cuda>::fill(ctx, seq_q, d.B, std::int32_t(d.T));
+    T* bias = reinterpret_cast<T*>(after + seq_q_floats);
+    MINIBERT_CUDA_CHECK(cudaMemcpy2DAsync(bias, std::size_t(ldm) * sizeof(T), mask, std::size_t(d.T) * sizeof(T),
+                                          std::size_t(d.T) * sizeof(T), std::size_t(d.B), cudaMemcpyDeviceToDevice,
+                                          stream_of(ctx)));
+    t.seq_len_q = seq_q;
+    t.bias = bias;
+  }
+  return t;
+}
+
 } // namespace cuda
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -128,17 +181,30 @@ void backend<device::cuda>::attention_forward(ctx_t& ctx, const attention_dims& 
     saved.probs = tensor<T, device::cuda>::empty({B, NH, Tn, Tn});
     return;
   }
-  if (cuda::flash_attention_takes<T>(ctx, d)) {
+  const bool flash = cuda::flash_attention_takes<T>(ctx, d);
+  if (flash || cuda::cudnn_attention_takes<T>(ctx, d, q, k, v, static_cast<const T*>(out), mask != nullptr, p)) {
     // fused: lse (B,NH,T) and a copy of the output are what the backward needs
+    saved.provider = flash ? attention_provider::flash : attention_provider::cudnn;
     saved.lse = tensor<float, device::cuda>::empty({B, NH, Tn});
     saved.out = tensor<T, device::cuda>::empty({B, Tn, C});
     saved.seed = seed;
     saved.base = base;
     saved.matmul = ctx.matmul;
-    const int* key_len = cuda::flash_key_lengths(ctx, d, mask, 0, nullptr);
-    cuda::flash::forward(ctx, cuda::flash_params(d, key_len, p, seed, base), HS, q, k, v, mask, out, saved.lse.data());
+    if (flash) {
+      const int* key_len = cuda::flash_key_lengths(ctx, d, mask, 0, nullptr);
+      cuda::flash::forward(ctx, cuda::flash_params(d, key_len, p, seed, base), HS, q, k, v, mask, out,
+                           saved.lse.data());
+      ++ctx.flash_attention_launches;
+    } else {
+#if defined(MINIBERT_CUDNN)
+      cuda::cudnn_sdpa::tensors t = cuda::cudnn_inputs(ctx, d, q, k, v, mask);
+      t.out = out;
+      t.stats = saved.lse.data();
+      cuda::cudnn_sdpa::forward(ctx, cuda::cudnn_problem<T>(d, mask != nullptr, p), t, seed, base);
+      ++ctx.cudnn_attention_launches;
+#endif
+    }
     copy(ctx, static_cast<const T*>(out), saved.out.data(), B * Tn * C);
-    ++ctx.flash_attention_launches;
     return;
   }
   saved.probs = tensor<T, device::cuda>::empty({B, NH, Tn, Tn});
@@ -170,7 +236,7 @@ void backend<device::cuda>::attention_forward(ctx_t& ctx, const attention_dims& 
 
 /// dout (B,T,C), q, k, v (B,T,C) row stride d.ld_qkv, saved probs/keep -> dq, dk, dv (B,T,C) row stride d.ld_qkv,
 /// overwritten. The mask is additive (no gradient) and its key lengths are already in the zeros of P (materialized),
-/// or recomputed from it (flash: saved.lse defined).
+/// or recomputed from it (flash, cudnn: the provider saved.provider names ran the forward).
 template <class T>
 void backend<device::cuda>::attention_backward(ctx_t& ctx, const attention_dims& d, const T* dout, const T* q,
                                                const T* k, const T* v, const T* mask,
@@ -179,10 +245,32 @@ void backend<device::cuda>::attention_backward(ctx_t& ctx, const attention_dims&
   MINIBERT_CHECK(NH > 0 && C % NH == 0, "attention", "C " << C << " not divisible by " << NH << " heads");
   const i64 HS = d.HS(), TT = Tn * Tn, n = B * NH * TT;
   if (n == 0 || C == 0) return;
-  if (saved.lse.defined()) {
+  if (saved.provider != attention_provider::materialized)
     MINIBERT_CHECK(saved.lse.numel() == B * NH * Tn && saved.out.numel() == B * Tn * C, "attention",
                    "saved lse " << saved.lse.shape() << " and output " << saved.out.shape() << " for B " << B
                                 << ", NH " << NH << ", T " << Tn << ", C " << C);
+  if (saved.provider == attention_provider::cudnn) {
+#if defined(MINIBERT_CUDNN)
+    MINIBERT_CHECK(cuda::aligned16({dout, dq, dk, dv}), "attention (cudnn)",
+                   "dout, dq, dk, dv must be 16-byte aligned for the cuDNN backward");
+    // with key lengths cuDNN leaves the rows of dk and dv past them unwritten: zeros first (every query row counts,
+    // so dq is written whole)
+    if (mask)
+      for (T* g : {dk, dv})
+        MINIBERT_CUDA_CHECK(cudaMemset2DAsync(g, std::size_t(ld) * sizeof(T), 0, std::size_t(C) * sizeof(T),
+                                              std::size_t(B * Tn), cuda::stream_of(ctx)));
+    cuda::cudnn_sdpa::tensors t = cuda::cudnn_inputs(ctx, d, q, k, v, mask);
+    t.dout = dout;
+    t.saved_out = saved.out.data();
+    t.stats = const_cast<float*>(saved.lse.data());
+    t.dq = dq;
+    t.dk = dk;
+    t.dv = dv;
+    cuda::cudnn_sdpa::backward(ctx, cuda::cudnn_problem<T>(d, mask != nullptr, p), t, saved.seed, saved.base);
+#endif
+    return;
+  }
+  if (saved.provider == attention_provider::flash) {
     float* delta = nullptr;
     const int* key_len = cuda::flash_key_lengths(ctx, d, mask, B * NH * Tn, &delta);
     cuda::flash::backward(ctx, saved.matmul, cuda::flash_params(d, key_len, p, saved.seed, saved.base), HS, dout, q,

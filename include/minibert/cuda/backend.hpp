@@ -45,20 +45,23 @@ inline gemm_provider gemm_provider_from_env() {
 }
 
 /// @brief how attention runs: "materialized" (the (B,NH,T,T) probabilities in memory, GEMMs around a softmax kernel,
-/// cuda/attention.cuh: every head size and data type) or "flash" (cuda/attention_flash.cuh: fused on the tensor cores,
+/// cuda/attention.cuh: every head size and data type), "flash" (cuda/attention_flash.cuh: fused on the tensor cores,
 /// nothing of size T x T stored; head sizes 32, 64, 128, half and bfloat16 data or fp32 data under bf16 / fp16 matmul
-/// precision, sm_80 and newer). What flash does not take runs materialized either way.
-enum class attention_provider { materialized, flash };
+/// precision, sm_80 and newer) or "cudnn" (cuDNN 9's fused SDPA, cuda/attention_cudnn.hpp: half and bfloat16 data,
+/// in programs built with MINIBERT_CUDNN=1). What flash or cuDNN does not take runs materialized either way.
+enum class attention_provider { materialized, flash, cudnn };
 
-/// @brief the provider MINIBERT_ATTENTION_PROVIDER names ("materialized", the default, or "flash"), read once
+/// @brief the provider MINIBERT_ATTENTION_PROVIDER names ("materialized", the default, "flash" or "cudnn"), read once
 /// @throws minibert::error for another value
 inline attention_provider attention_provider_from_env() {
   static const attention_provider p = [] {
     const char* v = std::getenv("MINIBERT_ATTENTION_PROVIDER");
     const std::string s = v ? v : "materialized";
-    MINIBERT_CHECK(s == "materialized" || s == "flash", "attention",
-                   "MINIBERT_ATTENTION_PROVIDER=" << s << ": expected materialized or flash");
-    return s == "flash" ? attention_provider::flash : attention_provider::materialized;
+    MINIBERT_CHECK(s == "materialized" || s == "flash" || s == "cudnn", "attention",
+                   "MINIBERT_ATTENTION_PROVIDER=" << s << ": expected materialized, flash or cudnn");
+    return s == "flash" ? attention_provider::flash
+           : s == "cudnn" ? attention_provider::cudnn
+                          : attention_provider::materialized;
   }();
   return p;
 }
@@ -81,6 +84,8 @@ template <> struct context<device::cuda> {
   /// who runs this context's attention (set it per call site, or for the process with MINIBERT_ATTENTION_PROVIDER)
   attention_provider attention = attention_provider_from_env();
   std::uint64_t flash_attention_launches = 0; ///< attention forwards the flash kernels ran on this context
+  std::uint64_t cudnn_attention_launches = 0; ///< attention forwards cuDNN ran on this context
+  void* cudnn = nullptr; ///< the cuDNN provider's state (handle, cached graphs), made on first use
   void* stream = nullptr;          ///< cudaStream_t
   void* blaslt = nullptr;          ///< cublasLtHandle_t
   void* workspace = nullptr;       ///< cuBLASLt workspace (device memory)
@@ -195,13 +200,14 @@ template <> struct backend<device::cuda> {
                               std::uint64_t base);
   template <class T> static void dropout_backward(ctx_t&, const T* dy, const std::uint8_t* keep, T* dx, i64 n, float p);
 
-  // attention: materialized (probs and keep (B,NH,T,T) saved) or flash (one log-sum-exp per row and the output
-  // saved; the dropout mask is regenerated from seed and base), chosen by ctx.attention
+  // attention: materialized (probs and keep (B,NH,T,T) saved), flash or cudnn (one log-sum-exp per row and the
+  // output saved; the dropout mask is regenerated from seed and base), chosen by ctx.attention
   template <class T> struct attention_saved {
+    attention_provider provider = attention_provider::materialized; ///< who ran the forward (and runs the backward)
     tensor<T, device::cuda> probs;
     tensor<std::uint8_t, device::cuda> keep;
-    tensor<float, device::cuda> lse; ///< (B,NH,T): defined when the flash kernels ran the forward
-    tensor<T, device::cuda> out;     ///< (B,T,C): the flash forward's output, for its backward's rowsum(dO * O)
+    tensor<float, device::cuda> lse; ///< (B,NH,T): the fused forward's log-sum-exp of each scaled score row
+    tensor<T, device::cuda> out;     ///< (B,T,C): the fused forward's output, for its backward's rowsum(dO * O)
     std::uint64_t seed = 0, base = 0;
     matmul_precision matmul = matmul_precision::fp32; ///< the forward's: the backward rounds fp32 data alike
   };

@@ -17,6 +17,7 @@
 #include <cuda_runtime.h>
 
 #include <minibert/cuda/allocator.cuh>
+#include <minibert/cuda/attention_cudnn.hpp>
 #include <minibert/cuda/backend.hpp>
 #include <minibert/cuda/common.cuh>
 
@@ -49,6 +50,9 @@ context<device::cuda>::~context() {
   // ignored: a destructor never throws, and at exit the runtime may already be shutting down.
   cudaStream_t s = static_cast<cudaStream_t>(stream);
   if (s) (void)cudaStreamSynchronize(s);
+#if defined(MINIBERT_CUDNN)
+  cuda::cudnn_sdpa::release(cudnn);
+#endif
   device_memory<device::cuda>::deallocate(scratch_);
   device_memory<device::cuda>::deallocate(workspace);
   if (staging) (void)cudaFreeHost(staging);
@@ -65,7 +69,10 @@ void* context<device::cuda>::scratch_bytes(std::size_t bytes) {
   if (bytes > scratch_capacity_) {
     // The old arena goes back to the allocator while queued kernels may still read it; they run on this stream,
     // before anything the memory is used for next (allocator.cuh's stream-order argument).
-    device_memory<device::cuda>::deallocate(scratch_);
+  #if defined(MINIBERT_CUDNN)
+  cuda::cudnn_sdpa::release(cudnn);
+#endif
+  device_memory<device::cuda>::deallocate(scratch_);
     scratch_ = nullptr;
     scratch_capacity_ = 0;
     scratch_ = device_memory<device::cuda>::allocate(bytes);
