@@ -69,10 +69,7 @@ void* context<device::cuda>::scratch_bytes(std::size_t bytes) {
   if (bytes > scratch_capacity_) {
     // The old arena goes back to the allocator while queued kernels may still read it; they run on this stream,
     // before anything the memory is used for next (allocator.cuh's stream-order argument).
-  #if defined(MINIBERT_CUDNN)
-  cuda::cudnn_sdpa::release(cudnn);
-#endif
-  device_memory<device::cuda>::deallocate(scratch_);
+    device_memory<device::cuda>::deallocate(scratch_);
     scratch_ = nullptr;
     scratch_capacity_ = 0;
     scratch_ = device_memory<device::cuda>::allocate(bytes);
