@@ -113,7 +113,7 @@ int* flash_key_lengths(context<device::cuda>& ctx, const attention_dims& d, cons
 
 /// @brief the cuDNN problem of attention over dims d with data T
 template <class T> cudnn_sdpa::problem cudnn_problem(const attention_dims& d, bool masked, float p) {
-  return {d.B, d.T, d.NH, d.HS(), d.ld_qkv, d.C, dtype_v<T>, masked, p};
+  return {d.B, d.T, d.NH, d.HS(), d.ld_qkv, dtype_v<T>, masked, p};
 }
 
 /// @brief whether every pointer is 16-byte aligned (cuDNN refuses other operands when it executes a plan)

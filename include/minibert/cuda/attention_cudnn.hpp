@@ -23,7 +23,7 @@ namespace minibert::cuda::cudnn_sdpa {
 
 /// @brief one attention problem: what selects (and caches) a cuDNN graph
 struct problem {
-  std::int64_t B, T, NH, HS, ld, C;
+  std::int64_t B, T, NH, HS, ld; ///< out and dout have row stride C = NH * HS
   dtype data;      ///< half or bfloat16
   bool masked;     ///< a bias and key lengths are given
   float p;         ///< dropout probability

@@ -46,7 +46,7 @@ inline std::string describe(const problem& pr) {
 struct problem_hash {
   std::size_t operator()(const problem& p) const noexcept {
     std::size_t h = 0;
-    for (std::int64_t v : {p.B, p.T, p.NH, p.HS, p.ld, p.C, std::int64_t(p.data), std::int64_t(p.masked)})
+    for (std::int64_t v : {p.B, p.T, p.NH, p.HS, p.ld, std::int64_t(p.data), std::int64_t(p.masked)})
       h = h * 1000003u ^ std::hash<std::int64_t>()(v);
     return h ^ std::hash<float>()(p.p);
   }
@@ -152,7 +152,7 @@ inline std::shared_ptr<fe::graph::Graph> forward_graph(const problem& pr) {
   auto a = fe::graph::SDPA_attributes().set_name("minibert_sdpa").set_generate_stats(true);
   common_inputs(*g, pr, a);
   auto [o, st] = g->sdpa(heads(*g, pr, "q", Q, pr.ld), heads(*g, pr, "k", K, pr.ld), heads(*g, pr, "v", V, pr.ld), a);
-  set_heads(*o, pr, O, pr.C);
+  set_heads(*o, pr, O, pr.NH * pr.HS);
   st->set_output(true).set_uid(STATS).set_data_type(fe::DataType_t::FLOAT);
   return g;
 }
@@ -162,8 +162,8 @@ inline std::shared_ptr<fe::graph::Graph> backward_graph(const problem& pr) {
   auto a = fe::graph::SDPA_backward_attributes().set_name("minibert_sdpa_backward");
   common_inputs(*g, pr, a);
   auto [dq, dk, dv] = g->sdpa_backward(heads(*g, pr, "q", Q, pr.ld), heads(*g, pr, "k", K, pr.ld),
-                                       heads(*g, pr, "v", V, pr.ld), heads(*g, pr, "o", O, pr.C),
-                                       heads(*g, pr, "do", DO, pr.C), stats(*g, pr), a);
+                                       heads(*g, pr, "v", V, pr.ld), heads(*g, pr, "o", O, pr.NH * pr.HS),
+                                       heads(*g, pr, "do", DO, pr.NH * pr.HS), stats(*g, pr), a);
   set_heads(*dq, pr, DQ, pr.ld);
   set_heads(*dk, pr, DK, pr.ld);
   set_heads(*dv, pr, DV, pr.ld);
