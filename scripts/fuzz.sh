@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# A longer fuzzing campaign than CI's 30 s per target (tests/fuzz/). Builds the targets (`cmake --preset fuzz`: clang,
+# A longer fuzzing campaign than CI's 10 s per target (tests/fuzz/). Builds the targets (`cmake --preset fuzz`: clang,
 # ASan + UBSan) if needed, fuzzes each for --minutes from a persistent corpus (build-fuzz/long-campaign/<target>,
 # seeded from tests/fuzz/corpus), and prints a Markdown table of executions and libFuzzer's coverage counters. With
 # --coverage it also replays each campaign corpus through a source-coverage build and reports the line coverage of

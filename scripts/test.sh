@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # Installs what is missing, builds minibert's tests in build/ and runs them with CTest (2 jobs); then the memory-safety
 # checks of docs/reliability.md: the quick unit tests under ASan + UBSan + LSan (`--preset asan`) and every fuzz target
-# (`--preset fuzz`: its seeds and reproducers replayed, then 30 s of fuzzing each).
+# (`--preset fuzz`: its seeds and reproducers replayed, then MINIBERT_FUZZ_SECONDS of fuzzing each, 10 s unless set;
+# scripts/fuzz.sh runs longer campaigns).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install_deps.sh
@@ -13,6 +14,6 @@ ctest --test-dir build --output-on-failure -j "$(nproc)"
 cmake --preset asan >/dev/null
 cmake --build --preset asan -j "$(nproc)"
 ctest --preset asan -j "$(nproc)"
-cmake --preset fuzz >/dev/null
+cmake --preset fuzz -DMINIBERT_FUZZ_SECONDS="${MINIBERT_FUZZ_SECONDS:-10}" >/dev/null
 cmake --build --preset fuzz -j "$(nproc)"
 ctest --preset fuzz -j "$(nproc)"

@@ -11,6 +11,8 @@
 #include <string>    // string
 #include <vector>    // vector
 
+#include <minibert/bert.hpp> // the contract instantiates the model, trainer and scaler on every backend
+
 #include "test_helpers.hpp"
 
 namespace minibert {

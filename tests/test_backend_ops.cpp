@@ -23,6 +23,9 @@
 #include <type_traits> // is_same_v
 #include <vector>      // vector
 
+#include <minibert/encoder.hpp>   // bert_model (the encoder layer on every backend)
+#include <minibert/optimizer.hpp> // adamw
+
 #include "test_helpers.hpp"
 
 #ifdef MINIBERT_TEST_CUDA

@@ -16,6 +16,7 @@
 #include <string>  // string
 #include <vector>  // vector
 
+#include <minibert/bert.hpp> // the model, the trainer and the scaler, on both devices
 #include <minibert/cuda/backend.hpp>
 
 #include "test_helpers.hpp"

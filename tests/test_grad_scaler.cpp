@@ -44,6 +44,8 @@
 #include <nlohmann/json.hpp>
 
 #include <minibert/training/grad_scaler.hpp>
+#include <minibert/optimizer.hpp>
+#include <minibert/scheduler.hpp>
 
 #include "test_helpers.hpp"
 

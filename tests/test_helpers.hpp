@@ -33,7 +33,10 @@
 
 #include <doctest/doctest.h>
 
-#include <minibert/bert.hpp>
+#include <minibert/autograd.hpp>    // variable, backward
+#include <minibert/cpu/backend.hpp> // backend<device::cpu>
+#include <minibert/ops.hpp>         // every differentiable op
+#include <minibert/tensor_ops.hpp>  // contiguous, clone, to_host
 
 #include "reference/ops.hpp"
 
