@@ -86,9 +86,9 @@ MINIBERT_ALLOW_TF32=1 timeout 120 "$dir/benchmarks/bench_bert" --benchmark_filte
   --benchmark_format=json --benchmark_out="$out/bench_cuda_tf32.json" >/dev/null 2>"$out/bench_cuda_tf32.err"
 OMP_NUM_THREADS=$(nproc) timeout 150 "$dir/benchmarks/bench_bert" --benchmark_filter=BM_BertTrainStep_Cpu \
   --benchmark_min_time=5 --benchmark_format=json --benchmark_out="$out/bench_cpu.json" >/dev/null 2>"$out/bench_cpu.err"
-# GEMM: the workbench (validation of every version, then timing), and the own tensor-core kernel beside cuBLASLt at
-# bert-base's shapes and 8192^3
-for shape in "4096 768 3072" "8192 8192 8192"; do
+# GEMM: the workbench (validation of every version, then timing; 1000 760 3064 is ragged for every tile), and the
+# own tensor-core kernel beside cuBLASLt at bert-base's shapes and 8192^3
+for shape in "4096 768 3072" "8192 8192 8192" "1000 760 3064"; do
   timeout 60 "$dir/benchmarks/gemm_workbench" $shape 2>&1 | tee -a "$out/gemm_workbench.log"
 done
 timeout 150 "$dir/benchmarks/bench_gemm_cuda" --benchmark_filter='BF16|FP16' --benchmark_format=json \
