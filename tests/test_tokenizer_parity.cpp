@@ -450,8 +450,8 @@ TEST_CASE("parity with HF tokenizers: pairs, truncation strategies, padding, no 
   for (std::size_t i = 0; i < 200; ++i) long_pairs.emplace_back(books[i], dvd[i]);
   pair_list all_pairs = pairs;
   all_pairs.insert(all_pairs.end(), long_pairs.begin(), long_pairs.end());
-  // HF returns every overflowing window of a truncated pair, a product of both sides' windows: two long reviews
-  // truncated to 8 tokens take HF's reference 45 s per run, so the long pairs go only into the runs with room
+  // HF computes every overflowing window of a truncated pair (seemingly combining both sides' windows): two long
+  // reviews truncated to 8 tokens took HF's reference 45 s per run, so the long pairs go only into the runs with room
   const auto pairs_for = [&](int max_length) -> const pair_list& { return max_length > 8 ? all_pairs : pairs; };
   std::vector<const pair_list*> run_pairs; // per run: its pairs, or nullptr for a run of single texts
   std::vector<std::string> singles(books.begin(), books.begin() + 300);
