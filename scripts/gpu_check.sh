@@ -24,10 +24,10 @@ programs="tests/test_backend_ops tests/test_cuda_model tests/test_cuda_gemm test
 if [ "$mode" = build ]; then
   set -e
   # sm_90 only (the lent GPUs are H100/H200; pass another architecture as the third argument) and one shared backend
-  # library: the bundle must fit the device tool's 64 MiB
+  # library: the bundle must fit the device tool's 64 MiB; one program per test file (the run below calls them by name)
   cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMINIBERT_CUDA=ON -DMINIBERT_BUILD_BENCHMARKS=ON \
         -DMINIBERT_NATIVE=OFF -DMINIBERT_BUILD_EXAMPLES=ON -DMINIBERT_CUDA_SHARED_BACKEND=ON \
-        -DCMAKE_CUDA_ARCHITECTURES="${3:-90}"
+        -DMINIBERT_TESTS_UNITY=OFF -DCMAKE_CUDA_ARCHITECTURES="${3:-90}"
   cmake --build "$dir" --target test_backend_ops test_cuda_model test_cuda_gemm test_cuda_attention test_distributed \
                                 bench_bert bench_gemm_cuda bench_attention_cuda gemm_workbench attention_workbench
   # the bundle the device tool carries (run's DIR): the programs and the backend library, nothing else

@@ -8,6 +8,8 @@
 
 #include "test_helpers.hpp"
 
+namespace test_autograd { // each test file in its own namespace: a test group compiles as one unit
+
 using minibert::no_grad;
 using minibert::shape;
 using test::check_error;
@@ -244,3 +246,5 @@ TEST_CASE("autograd: long chains backpropagate and are destroyed without recursi
   }
   CHECK(values(a.grad()) == fill(2, 1));
 }
+
+} // namespace test_autograd

@@ -165,6 +165,8 @@ template class grad_scaler<half, device::stub>;
 
 } // namespace minibert
 
+namespace test_backend_contract { // each test file in its own namespace: a test group compiles as one unit
+
 namespace {
 using minibert::device::stub;
 
@@ -286,3 +288,5 @@ TEST_CASE("backend contract: fp16 loss scaling runs through the table and reads 
   CHECK(calls_made().count("adamw_step"));
   CHECK(scaler.growth_tracker() == 1);
 }
+
+} // namespace test_backend_contract

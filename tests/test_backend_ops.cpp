@@ -37,6 +37,8 @@ TYPE_TO_STRING_AS("cuda", minibert::device::cuda);
 #endif
 TYPE_TO_STRING_AS("cpu", minibert::device::cpu);
 
+namespace test_backend_ops { // each test file in its own namespace: a test group compiles as one unit
+
 using minibert::generator;
 using minibert::shape;
 using test::bitwise_equal;
@@ -1072,3 +1074,5 @@ TEST_CASE_TEMPLATE("backend_ops.non_finite_check_and_unscale", D, MINIBERT_TEST_
     run(g, 2.0f, 0.0f, "unscale overflow after the product");
   }
 }
+
+} // namespace test_backend_ops

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+namespace test_bert_config { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 using minibert::bert_config;
 using nlohmann::json;
@@ -289,3 +291,5 @@ TEST_CASE("bert_config: unknown fields survive a round trip unchanged") {
   CHECK(back["label_smoothing"].is_number_float());
   CHECK(back["gradient_checkpointing"] == false);
 }
+
+} // namespace test_bert_config

@@ -28,6 +28,8 @@
 
 #include <nlohmann/json.hpp>
 
+namespace test_bert_parity { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 using namespace minibert;
 
@@ -357,3 +359,5 @@ TEST_CASE("loading a base checkpoint into a head warns as transformers does, and
     CHECK(w.find("2") != std::string::npos);
   }
 }
+
+} // namespace test_bert_parity

@@ -34,6 +34,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_crash_consistency { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 using clock_type = std::chrono::steady_clock;
 
@@ -599,3 +601,5 @@ TEST_CASE("power loss: every rename that publishes a file or a checkpoint is fol
   CHECK(checkpoints == 2);  // --max-steps 4 with a checkpoint every 2 steps
   CHECK(published >= 10);   // and the checkpoint's files, the final model, the tokenizer copies, the reports
 }
+
+} // namespace test_crash_consistency

@@ -33,6 +33,8 @@
 #include "reference/ops.hpp"
 #include "test_helpers.hpp"
 
+namespace test_cuda_attention { // each test file in its own namespace: a test group compiles as one unit
+
 namespace {
 using namespace minibert;
 using cuda = device::cuda;
@@ -491,3 +493,5 @@ TEST_CASE("cuda cudnn attention: fp32 data, head sizes and dropout rates cuDNN d
     CHECK(ctx.cudnn_attention_launches == launches);
   });
 }
+
+} // namespace test_cuda_attention

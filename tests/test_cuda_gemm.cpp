@@ -29,6 +29,8 @@
 
 #include "test_helpers.hpp"
 
+namespace test_cuda_gemm { // each test file in its own namespace: a test group compiles as one unit
+
 namespace {
 using namespace minibert;
 using cuda = device::cuda;
@@ -320,3 +322,5 @@ TEST_CASE("cuda gemm: activation_linear with GELU fused into the own kernel equa
   check_fused_activation_linear<half>(matmul_precision::fp32);
   check_fused_activation_linear<float>(matmul_precision::bf16);
 }
+
+} // namespace test_cuda_gemm

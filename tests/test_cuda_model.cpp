@@ -21,6 +21,8 @@
 
 #include "test_helpers.hpp"
 
+namespace test_cuda_model { // each test file in its own namespace: a test group compiles as one unit
+
 namespace {
 using namespace minibert;
 using cuda = device::cuda;
@@ -168,3 +170,5 @@ TEST_CASE("cuda model: the caching allocator reuses freed blocks and reports its
   CHECK(b.data() == first); // the freed block came back
   backend<cuda>::empty_cache(ctx);
 }
+
+} // namespace test_cuda_model

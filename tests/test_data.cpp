@@ -15,6 +15,8 @@
 
 #include <minibert/data.hpp>
 
+namespace test_data { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 using minibert::data_format;
 using minibert::dataset;
@@ -417,3 +419,5 @@ TEST_CASE("split_validation: bad fractions") {
   CHECK(s.validation.size() == 2);
   CHECK(s.train.size() == 1);
 }
+
+} // namespace test_data

@@ -28,6 +28,8 @@
 #include <minibert/distributed/nccl.hpp>
 #endif
 
+namespace test_distributed { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 using namespace minibert;
 namespace dist = minibert::distributed;
@@ -348,3 +350,5 @@ TEST_CASE("nccl_communicator: one rank on the GPU averages the tiny model's grad
   }
 }
 #endif
+
+} // namespace test_distributed

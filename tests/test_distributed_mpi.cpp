@@ -23,6 +23,8 @@
 
 #include "tiny_training_fixtures.hpp"
 
+namespace test_distributed_mpi { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 using namespace minibert;
 
@@ -230,3 +232,5 @@ TEST_CASE("checkpoints: rank 0 writes them, a resume with the same world size co
   }
   world().barrier();
 }
+
+} // namespace test_distributed_mpi

@@ -27,6 +27,8 @@
 #include <omp.h> // omp_get_max_threads, omp_set_num_threads, omp_get_thread_num
 #endif
 
+namespace test_gemm { // each test file in its own namespace: a test group compiles as one unit
+
 namespace {
 
 using i64 = std::int64_t;
@@ -349,3 +351,5 @@ TEST_CASE("gemm: the bf16 kernel is chosen exactly when the CPU reports AVX512-B
     }
   CHECK(minibert::cpu::cpu_has_avx512_bf16() == flag);
 }
+
+} // namespace test_gemm

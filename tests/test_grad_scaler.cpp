@@ -49,6 +49,8 @@
 
 #include "test_helpers.hpp"
 
+namespace test_grad_scaler { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 using namespace minibert;
 
@@ -588,3 +590,5 @@ TEST_CASE("grad_scaler parity: growth stops at 2^127 (the next growth would be i
   CHECK(p.worst <= 1.0);
   CHECK(t.state == ref["state_dict"]);
 }
+
+} // namespace test_grad_scaler

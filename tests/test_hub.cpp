@@ -18,6 +18,8 @@
 
 #include <minibert/bert.hpp>
 
+namespace test_hub { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -137,3 +139,5 @@ TEST_CASE("hub: a path that is neither a directory nor a hub id says so") {
   CHECK_THROWS_WITH_AS(minibert::resolve_model_path(MINIBERT_TEST_SOURCE_DIR "/test_hub.cpp"),
                        doctest::Contains("(it is a file)"), minibert::error);
 }
+
+} // namespace test_hub

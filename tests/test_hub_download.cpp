@@ -35,6 +35,8 @@
 
 extern char** environ;
 
+namespace test_hub_download { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 using namespace std::chrono_literals;
@@ -739,3 +741,5 @@ TEST_CASE("hub: a terminal gets a progress bar with size, rate and ETA") {
   CHECK(contains(shown, "MB/s ETA "));
   CHECK(contains(shown, "1.0 MB/1.0 MB"));
 }
+
+} // namespace test_hub_download

@@ -12,6 +12,8 @@
 
 #include <minibert/metrics.hpp>
 
+namespace test_metrics { // each test file in its own namespace: a test group compiles as one unit
+
 namespace {
 
 using ids = std::vector<std::int64_t>;
@@ -193,3 +195,5 @@ TEST_CASE("errors") {
   fails([] { minibert::compute_classification_metrics(ids{}, ids{}, 0); }, "num_labels is 0");
   fails([] { minibert::compute_classification_metrics(ids{0}, ids{0}, 2).to_json("eval", {"a"}); }, "1 label names for 2");
 }
+
+} // namespace test_metrics

@@ -30,6 +30,8 @@
 
 #include <nlohmann/json.hpp>
 
+namespace test_mixed_precision { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 using namespace minibert;
 
@@ -169,3 +171,5 @@ TEST_CASE("bf16 autocast: minibert's deviation from fp32 is within 1.5x of PyTor
   CHECK(ours_losses <= 1.5 * torch_losses);
   CHECK_MESSAGE(ours_logits > 1e-4, "bf16 left the logits at fp32's values: were the products rounded?");
 }
+
+} // namespace test_mixed_precision

@@ -12,6 +12,8 @@
 
 #include "test_helpers.hpp"
 
+namespace test_ops_math { // each test file in its own namespace: a test group compiles as one unit
+
 using minibert::shape;
 using test::check_error;
 using test::check_gradients;
@@ -551,3 +553,5 @@ TEST_CASE("ops.activation: gradients by finite differences") {
     }
   }
 }
+
+} // namespace test_ops_math

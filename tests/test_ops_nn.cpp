@@ -13,6 +13,8 @@
 
 #include "test_helpers.hpp"
 
+namespace test_ops_nn { // each test file in its own namespace: a test group compiles as one unit
+
 using minibert::generator;
 using minibert::shape;
 using test::bitwise_equal;
@@ -706,3 +708,5 @@ TEST_CASE_TEMPLATE("ops.concat: values and shape errors", T, float, double) {
               {"[minibert.concat]", "(1,4)", "(2,3)"});
   check_error([&] { (void)minibert::concat<T, minibert::device::cpu>({}); }, {"[minibert.concat]", "no inputs"});
 }
+
+} // namespace test_ops_nn

@@ -46,6 +46,8 @@
 
 #include "test_helpers.hpp" // check_error
 
+namespace test_optimizer_parity { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 using namespace minibert;
 
@@ -593,3 +595,5 @@ TEST_CASE("default_param_groups: transformers' Trainer groups (no decay for bias
   for (const auto& n : groups[1].names)
     CHECK_MESSAGE((n.find("bias") != std::string::npos || n.find("LayerNorm.weight") != std::string::npos), n);
 }
+
+} // namespace test_optimizer_parity

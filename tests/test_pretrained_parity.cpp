@@ -57,6 +57,8 @@
 
 #include <nlohmann/json.hpp>
 
+namespace test_pretrained_parity { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 using namespace minibert;
 
@@ -363,3 +365,5 @@ TEST_CASE("a model directory with missing or truncated weights gives an error na
     CHECK(has(e, "not a model directory (no such directory)"));
   }
 }
+
+} // namespace test_pretrained_parity

@@ -18,6 +18,8 @@
 #include <minibert/metrics.hpp>
 #include <minibert/report.hpp>
 
+namespace test_report { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -284,3 +286,5 @@ TEST_CASE("svg helpers: nice axes, tick labels, durations, heat map names") {
   CHECK(svg.find("<title>extraordinarily positive</title>") != std::string::npos); // full name on hover
   CHECK(count(svg, "<rect") == 2 + 25);
 }
+
+} // namespace test_report

@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+namespace test_safetensors { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 using minibert::dtype;
 using minibert::safetensors_entry;
@@ -352,3 +354,5 @@ TEST_CASE("atomic_write: replaces the file, and on failure keeps the old one and
   CHECK(has(msg, (d / "no_such_dir" / "f").string()));
   CHECK(has(msg, "No such file or directory"));
 }
+
+} // namespace test_safetensors

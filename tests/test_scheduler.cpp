@@ -16,6 +16,8 @@
 
 #include "test_helpers.hpp" // check_error
 
+namespace test_scheduler { // each test file in its own namespace: a test group compiles as one unit
+
 using namespace minibert;
 
 namespace {
@@ -148,3 +150,5 @@ TEST_CASE("scheduler: LambdaLR stepping, state save and restore, invalid schedul
   test::check_error([] { scheduler(lr_schedule{schedule_kind::linear, 1e-3, 0, -10}); }, {"scheduler", "total"});
   test::check_error([] { (void)lr_schedule{schedule_kind::linear, 1e-3, 0, 10}.lr_at(-1); }, {"scheduler", "step -1"});
 }
+
+} // namespace test_scheduler

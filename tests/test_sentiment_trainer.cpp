@@ -26,6 +26,8 @@
 #include <thread>
 #include <vector>
 
+namespace test_sentiment_trainer { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -314,3 +316,5 @@ TEST_CASE("--bf16 and --fp16: train, evaluate and predict run mixed precision, b
   CHECK(both.code != 0);
   CHECK(both.out.find("exclude each other") != std::string::npos);
 }
+
+} // namespace test_sentiment_trainer

@@ -7,6 +7,8 @@
 
 #include "test_helpers.hpp"
 
+namespace test_tensor { // each test file in its own namespace: a test group compiles as one unit
+
 using minibert::shape;
 using test::check_error;
 template <class T> using tensor = test::tensor<T>;
@@ -357,3 +359,5 @@ TEST_CASE("host caching allocator: large blocks are reused by size class, and th
   a.empty_cache();
   CHECK(a.cached_bytes() == 0);
 }
+
+} // namespace test_tensor

@@ -18,6 +18,8 @@
 
 #include <minibert/tokenizer.hpp>
 
+namespace test_tokenizer { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 using minibert::encode_options;
 using minibert::encoding;
@@ -521,3 +523,5 @@ TEST_CASE("normalize: HF's normalized strings") {
   CHECK(minibert::normalize("a\u200bb\x01") == "ab");
   CHECK(error_of([] { minibert::normalize("\xc3"); }).find("byte offset 0") != std::string::npos);
 }
+
+} // namespace test_tokenizer

@@ -30,6 +30,8 @@
 #include <minibert/hub.hpp> // resolve_model_path
 #include <minibert/tokenizer.hpp>
 
+namespace test_tokenizer_parity { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -818,3 +820,5 @@ TEST_CASE("parity with transformers' BertTokenizerFast and BertTokenizer on all-
   CHECK(differ == 0);
   fs::remove_all(work);
 }
+
+} // namespace test_tokenizer_parity

@@ -18,6 +18,8 @@
 #include <utility>
 #include <vector>
 
+namespace test_torch_checkpoint { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 using minibert::checkpoint;
 using minibert::dtype;
@@ -305,3 +307,5 @@ TEST_CASE("torch_checkpoint: a zip bomb (1 GiB of storage deflated to 1 MB) is r
   CHECK_MESSAGE(has(msg, "zip entry 'archive/data/0' is compressed (method 8)"), msg);
   CHECK_MESSAGE(seconds < 5, seconds << " s: was it inflated?");
 }
+
+} // namespace test_torch_checkpoint

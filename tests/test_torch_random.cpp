@@ -17,6 +17,8 @@
 
 #include <minibert/bert.hpp>
 
+namespace test_torch_random { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 using namespace minibert;
 
@@ -170,3 +172,5 @@ TEST_CASE("epoch_batches: transformers' Trainer batches (SeedableRandomSampler, 
     CHECK(next[0] != want[0].get<std::vector<std::size_t>>());
   }
 }
+
+} // namespace test_torch_random

@@ -39,6 +39,8 @@
 
 #include <minibert/bert.hpp>
 
+namespace test_trainer_parity { // each test file in its own namespace: a test group compiles as one unit
+
 namespace fs = std::filesystem;
 using namespace minibert;
 
@@ -197,3 +199,5 @@ TEST_CASE("sentiment_trainer train vs transformers' Trainer: 20 steps of all-Min
     CHECK_FALSE(compare_weights(mb_w, hf_w, tol).ok);
   }
 }
+
+} // namespace test_trainer_parity
