@@ -86,9 +86,11 @@ MINIBERT_ALLOW_TF32=1 timeout 120 "$dir/benchmarks/bench_bert" --benchmark_filte
   --benchmark_format=json --benchmark_out="$out/bench_cuda_tf32.json" >/dev/null 2>"$out/bench_cuda_tf32.err"
 OMP_NUM_THREADS=$(nproc) timeout 150 "$dir/benchmarks/bench_bert" --benchmark_filter=BM_BertTrainStep_Cpu \
   --benchmark_min_time=5 --benchmark_format=json --benchmark_out="$out/bench_cpu.json" >/dev/null 2>"$out/bench_cpu.err"
-# GEMM: the workbench (validation of every version, then timing; 1000 760 3064 is ragged for every tile), and the
-# own tensor-core kernel beside cuBLASLt at bert-base's shapes and 8192^3
-for shape in "4096 768 3072" "8192 8192 8192" "1000 760 3064"; do
+# GEMM: the workbench (validation of every version, then timing): the FFN-down projection's forward (A B^T), input
+# gradient (A B) and weight gradient (A^T B) at 32 x 128 tokens, 8192^3, and 1000 760 3064, ragged for every tile;
+# then the own tensor-core kernels beside cuBLASLt at bert-base's shapes and 8192^3
+for shape in "4096 768 3072 0 1" "4096 3072 768 0 0" "768 3072 4096 1 0" "8192 8192 8192 0 1" "1000 760 3064 0 1" \
+             "1000 760 3064 1 0"; do
   timeout 60 "$dir/benchmarks/gemm_workbench" $shape 2>&1 | tee -a "$out/gemm_workbench.log"
 done
 timeout 150 "$dir/benchmarks/bench_gemm_cuda" --benchmark_filter='BF16|FP16' --benchmark_format=json \
@@ -120,7 +122,7 @@ for name in ("bench_cuda_fp32", "bench_cuda_tf32", "bench_cpu", "bench_gemm_cuda
     path = os.path.join(out, name + ".json")
     try:
         for b in json.load(open(path))["benchmarks"]:
-            summary["benchmarks"][f"{name}:{b['name']}"] = {k: b.get(k) for k in ("real_time", "time_unit", "samples_per_s", "TFLOP/s", "GB/s", "own_kernel", "fused", "error_message") if k in b}
+            summary["benchmarks"][f"{name}:{b['name']}"] = {k: b.get(k) for k in ("real_time", "time_unit", "samples_per_s", "TFLOP/s", "GB/s", "own_kernel", "own_version", "fused", "error_message") if k in b}
     except Exception as e:
         summary["benchmarks"][name] = f"no result: {e}"
 json.dump(summary, open(os.path.join(out, "gpu_check.json"), "w"), indent=2)
@@ -133,7 +135,8 @@ for name, own in sorted(gemm.items()):
     if "TFLOP/s" in lt:
         own_tf, lt_tf = own["TFLOP/s"], lt["TFLOP/s"]  # the counter is already in TFLOP/s
         print(f"{name.replace('BM_Gemm_Own_', '')}: own {own_tf:.1f} TFLOP/s, cuBLASLt {lt_tf:.1f}, "
-              f"ratio {own_tf / lt_tf:.3f}{'' if own.get('own_kernel') else ' (own provider declined: cuBLASLt ran)'}")
+              f"ratio {own_tf / lt_tf:.3f}, version {own.get('own_version', '?')}"
+              f"{'' if own.get('own_kernel') else ' (own provider declined: cuBLASLt ran)'}")
 # the attention table: flash against cuDNN's fused SDPA and the materialized path (cuBLASLt + softmax), shape by shape
 attn = {k.split(":", 1)[1]: v for k, v in summary["benchmarks"].items() if k.startswith("bench_attention_cuda:")}
 for name, fl in sorted(attn.items()):

@@ -92,26 +92,43 @@ template <class T> tensor<T, cuda> upload(const std::vector<T>& v) {
   return to_device<cuda>(tensor<T>::from(v, {i64(v.size())}));
 }
 
-// One strided-batched product through backend<cuda>::gemm_batched with padded leading dims (ld = columns + 3) and
-// batch strides that are not multiples of anything, against the reference; operands rounded to `kind` (fp32 data:
-// the context's matmul precision, or TF32; 16-bit data is already its own operand type).
-template <class T> void check_gemm(const gemm_case& c, operand_kind kind) {
+/// how the operands are laid out: leading dims and batch strides that are multiples of nothing (ld = columns + 3),
+/// which only version 1 of the own GEMM takes, or multiples of 8 elements (16 bytes and more) with padding, which
+/// version 2 (the pipelined kernels) takes
+enum class operand_layout { unaligned, aligned };
+
+i64 padded_ld(i64 cols, operand_layout l) { return l == operand_layout::aligned ? (cols + 7) / 8 * 8 + 8 : cols + 3; }
+i64 padded_stride(i64 elems, operand_layout l, i64 gap) {
+  return l == operand_layout::aligned ? elems + 8 : elems + gap;
+}
+
+// One strided-batched product through backend<cuda>::gemm_batched with padded leading dims and batch strides (see
+// operand_layout), against the reference; operands rounded to `kind` (fp32 data: the context's matmul precision, or
+// TF32; 16-bit data is already its own operand type). Checks which version of the own GEMM ran.
+template <class T>
+void check_gemm(const gemm_case& c, operand_kind kind, operand_layout layout = operand_layout::unaligned) {
   const i64 a_rows = c.ta ? c.K : c.M, a_cols = c.ta ? c.M : c.K;
   const i64 b_rows = c.tb ? c.N : c.K, b_cols = c.tb ? c.K : c.N;
-  const i64 lda = a_cols + 3, ldb = b_cols + 3, ldc = c.N + 2;
-  const i64 sa = a_rows * lda + 5, sb = b_rows * ldb + 1, sc = c.M * ldc + 7;
+  const i64 lda = padded_ld(a_cols, layout), ldb = padded_ld(b_cols, layout), ldc = c.N + 2;
+  const i64 sa = padded_stride(a_rows * lda, layout, 5), sb = padded_stride(b_rows * ldb, layout, 1);
+  const i64 sc = c.M * ldc + 7;
   const auto a = random_values<T>(std::size_t(sa * c.batch), 1), b = random_values<T>(std::size_t(sb * c.batch), 2);
   constexpr i64 guard = 64; // elements after the last batch, which must stay untouched as all padding does
   const auto c0 = random_values<T>(std::size_t(sc * c.batch + guard), 3);
   const tensor<T, cuda> da = upload(a), db = upload(b);
   tensor<T, cuda> dc = upload(c0);
   auto& ctx = current_context<cuda>();
-  const std::uint64_t own_before = ctx.own_gemm_launches;
+  const std::uint64_t own_before = ctx.own_gemm_launches, pipelined_before = ctx.own_gemm_pipelined_launches;
   backend<cuda>::gemm_batched(ctx, c.ta, c.tb, c.M, c.N, c.K, c.alpha, da.data(), lda, sa, db.data(), ldb, sb, c.beta,
                               dc.data(), ldc, sc, c.batch);
   const tensor<T> got = to_host(dc);
   // the provider asked for is the one that ran (the own kernel needs a device and a build for sm_80 or newer)
   CHECK_MESSAGE(ctx.own_gemm_launches - own_before == (ctx.gemm == gemm_provider::own ? 1u : 0u), describe(c));
+  // version 2 takes aligned operands of 16-bit data, or of fp32 data rounded to bf16 / fp16 (TF32 stays on version 1)
+  const bool pipelined = ctx.gemm == gemm_provider::own && layout == operand_layout::aligned &&
+                         (!std::is_same_v<T, float> || ctx.matmul != matmul_precision::fp32);
+  CHECK_MESSAGE(ctx.own_gemm_pipelined_launches - pipelined_before == (pipelined ? 1u : 0u),
+                describe(c) << (pipelined ? ": version 2 did not run" : ": version 2 ran"));
   const bool undocumented_rounding = std::is_same_v<T, float> && ctx.gemm == gemm_provider::cublaslt;
   const double operand_rounding_slack = undocumented_rounding ? 4 * operand_roundoff(kind) : 0.0;
 
@@ -202,6 +219,24 @@ TEST_CASE("cuda gemm: bf16 and fp16 data, every provider, ragged shapes and ever
   }
 }
 
+TEST_CASE("cuda gemm: version 2 of the own kernel (aligned operands), ragged shapes and every transpose") {
+  if (skip_without_gpu("cuda gemm")) return;
+  // 16-bit data, copied into shared memory as stored
+  with_provider(gemm_provider::own, matmul_precision::fp32, [] {
+    for (const gemm_case& c : cases()) {
+      check_gemm<bfloat16>(c, operand_kind::bf16, operand_layout::aligned);
+      check_gemm<half>(c, operand_kind::fp16, operand_layout::aligned);
+    }
+  });
+  // fp32 data, rounded to bf16 or fp16 in registers on the way (the staged kernels)
+  with_provider(gemm_provider::own, matmul_precision::bf16, [] {
+    for (const gemm_case& c : cases()) check_gemm<float>(c, operand_kind::bf16, operand_layout::aligned);
+  });
+  with_provider(gemm_provider::own, matmul_precision::fp16, [] {
+    for (const gemm_case& c : cases()) check_gemm<float>(c, operand_kind::fp16, operand_layout::aligned);
+  });
+}
+
 TEST_CASE("cuda gemm: fp32 data under bf16 and fp16 matmul precision, every provider, against the reference") {
   if (skip_without_gpu("cuda gemm")) return;
   for (gemm_provider p : providers) {
@@ -228,18 +263,24 @@ TEST_CASE("cuda gemm: fp32 data with TF32 allowed, every provider, against the r
   }
 }
 
-TEST_CASE("cuda gemm: linear_forward's bias epilogue on the own kernel equals cuBLASLt's within the tolerance") {
-  if (skip_without_gpu("cuda gemm")) return;
-  const i64 N = 130, K = 65, C = 129;
+namespace {
+// linear_forward (out (N,C) = x (N,K) w^T + bias) on both providers against the reference; K % 8 == 0 makes both
+// operands aligned, so the own provider runs version 2 (else version 1)
+void check_bias_epilogue(i64 K) {
+  const i64 N = 130, C = 129;
   const auto x = random_values<bfloat16>(std::size_t(N * K), 7), w = random_values<bfloat16>(std::size_t(C * K), 8);
   const auto bias = random_values<bfloat16>(std::size_t(C), 9);
   const tensor<bfloat16, cuda> dx = upload(x), dw = upload(w), db = upload(bias);
   std::vector<tensor<bfloat16>> outs;
   for (gemm_provider p : providers)
     with_provider(p, matmul_precision::fp32, [&] {
+      auto& ctx = current_context<cuda>();
+      const std::uint64_t pipelined_before = ctx.own_gemm_pipelined_launches;
       tensor<bfloat16, cuda> out = tensor<bfloat16, cuda>::empty({N, C});
-      backend<cuda>::linear_forward(current_context<cuda>(), dx.data(), dw.data(), db.data(), out.data(), N, K, C);
+      backend<cuda>::linear_forward(ctx, dx.data(), dw.data(), db.data(), out.data(), N, K, C);
       outs.push_back(to_host(out));
+      const bool pipelined = p == gemm_provider::own && K % 8 == 0;
+      CHECK(ctx.own_gemm_pipelined_launches - pipelined_before == (pipelined ? 1u : 0u));
     });
   int bad = 0;
   for (i64 i = 0; i < N; ++i)
@@ -254,10 +295,18 @@ TEST_CASE("cuda gemm: linear_forward's bias epilogue on the own kernel equals cu
         const double g = float(o.data()[i * C + j]);
         const double tol = 2 * unit_roundoff<bfloat16>() * mag + 4 * K * std::ldexp(1.0, -24) * mag;
         if (std::fabs(g - want) > tol && ++bad <= 3)
-          FAIL_CHECK("out[" << i << "][" << j << "] = " << g << ", want " << want);
+          FAIL_CHECK("K=" << K << ": out[" << i << "][" << j << "] = " << g << ", want " << want);
       }
     }
   CHECK(bad == 0);
+}
+} // namespace
+
+TEST_CASE("cuda gemm: linear_forward's bias epilogue on the own kernel (both versions) and cuBLASLt, against the "
+          "reference") {
+  if (skip_without_gpu("cuda gemm")) return;
+  check_bias_epilogue(65);
+  check_bias_epilogue(64);
 }
 
 namespace {
@@ -270,11 +319,14 @@ template <class T> std::vector<float> as_floats(const tensor<T, cuda>& t) {
 
 /// activation_linear's fused products (GELU applied as the own kernel loads u, GELU' in du's epilogue) against the
 /// same products unfused on the own kernel (activation into a temporary first): out, dw and dbias bit for bit (the
-/// operands are rounded from the same fp32 values); du within 4 unit roundoffs (plus two fp16 subnormal steps), since
-/// the unfused path rounds dout w to T before multiplying by GELU'(u). dw and dbias start from the same random values
-/// on both sides: both are accumulated into (beta = 1).
-template <class T> void check_fused_activation_linear(matmul_precision prec) {
-  const i64 N = 130, K = 200, C = 70; // tokens, intermediate (the GELU's width), output
+/// operands are rounded from the same fp32 values, and every version of the kernel sums in the same order); du within
+/// 4 unit roundoffs (plus two fp16 subnormal steps), since the unfused path rounds dout w to T before multiplying by
+/// GELU'(u). dw and dbias start from the same random values on both sides: both are accumulated into (beta = 1).
+/// C = 70 leaves dout's rows unaligned (version 1 runs the products that read it); C = 72 aligns every operand, so
+/// version 2 runs every product of fp32 data, and those of 16-bit data without GELU on the way in.
+template <class T> void check_fused_activation_linear(matmul_precision prec, i64 C) {
+  CAPTURE(C);
+  const i64 N = 130, K = 200; // tokens, intermediate (the GELU's width); C is the output width
   const auto u = random_values<T>(std::size_t(N * K), 11), w = random_values<T>(std::size_t(C * K), 12);
   const auto bias = random_values<T>(std::size_t(C), 13), dout = random_values<T>(std::size_t(N * C), 14);
   const auto dw0 = random_values<T>(std::size_t(C * K), 15), db0 = random_values<T>(std::size_t(C), 16);
@@ -318,9 +370,11 @@ template <class T> void check_fused_activation_linear(matmul_precision prec) {
 
 TEST_CASE("cuda gemm: activation_linear with GELU fused into the own kernel equals the unfused products") {
   if (skip_without_gpu("cuda gemm fused activation")) return;
-  check_fused_activation_linear<bfloat16>(matmul_precision::fp32);
-  check_fused_activation_linear<half>(matmul_precision::fp32);
-  check_fused_activation_linear<float>(matmul_precision::bf16);
+  for (const i64 C : {70, 72}) {
+    check_fused_activation_linear<bfloat16>(matmul_precision::fp32, C);
+    check_fused_activation_linear<half>(matmul_precision::fp32, C);
+    check_fused_activation_linear<float>(matmul_precision::bf16, C);
+  }
 }
 
 } // namespace test_cuda_gemm

@@ -2,8 +2,9 @@
 // GEMM throughput on the GPU, the own tensor-core kernel (cuda/gemm_mma.cuh) beside cuBLASLt in the same process,
 // through backend<device::cuda>::gemm with the context's provider switched (built with the CUDA backend; every case
 // reports "no CUDA device" without a GPU).
-//   BM_Gemm_<provider>_<type>/M/N/K/ta/tb   one row-major product: bf16 or fp16 data, or fp32 data on TF32
-//                                           (with MINIBERT_ALLOW_TF32=1), fp32 accumulation
+//   BM_Gemm_<provider>_<type>/M/N/K/ta/tb   one row-major product: bf16 or fp16 data, fp32 data rounded to bf16
+//                                           (FP32asBF16: the --bf16 training path), or fp32 data on TF32 (with
+//                                           MINIBERT_ALLOW_TF32=1); fp32 accumulation
 // Shapes: bert-base's linear layers at 4096 (32 x 128) and 16384 (32 x 512) tokens, forward (x w^T), the input
 // gradient (dy w) and the weight gradient (dy^T x), with K and N in 768, 2304 and 3072; and 8192^3.
 // Each iteration queues `launches` products and waits for them, so launch latency is amortized as in a training
@@ -26,7 +27,8 @@ using cuda = device::cuda;
 using i64 = std::int64_t;
 constexpr int launches = 20;
 
-template <class T> void bench_gemm(benchmark::State& state, gemm_provider provider) {
+template <class T>
+void bench_gemm(benchmark::State& state, gemm_provider provider, matmul_precision precision = matmul_precision::fp32) {
   if (!cuda_available()) {
     state.SkipWithError("no CUDA device");
     return;
@@ -35,6 +37,7 @@ template <class T> void bench_gemm(benchmark::State& state, gemm_provider provid
   const bool ta = state.range(3) != 0, tb = state.range(4) != 0;
   auto& ctx = current_context<cuda>();
   ctx.gemm = provider;
+  ctx.matmul = precision;
   tensor<T, cuda> a = tensor<T, cuda>::empty({M * K}), b = tensor<T, cuda>::empty({K * N});
   tensor<T, cuda> c = tensor<T, cuda>::empty({M * N});
   backend<cuda>::fill(ctx, a.data(), a.numel(), T(0.01f));
@@ -46,12 +49,15 @@ template <class T> void bench_gemm(benchmark::State& state, gemm_provider provid
     backend<cuda>::synchronize(ctx);
   };
   run(); // warm-up: cuBLASLt's heuristics, the allocator, the clocks
-  const std::uint64_t own_before = ctx.own_gemm_launches;
+  const std::uint64_t own_before = ctx.own_gemm_launches, v2_before = ctx.own_gemm_pipelined_launches;
   for (auto _ : state) run();
   state.counters["TFLOP/s"] = benchmark::Counter(2.0 * double(M) * double(N) * double(K) * launches * 1e-12,
                                                  benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["own_kernel"] = ctx.own_gemm_launches > own_before ? 1 : 0; // 0: the own provider declined it
+  const bool own_ran = ctx.own_gemm_launches > own_before; // false: the own provider declined it
+  state.counters["own_kernel"] = own_ran ? 1 : 0;
+  state.counters["own_version"] = ctx.own_gemm_pipelined_launches > v2_before ? 2 : own_ran ? 1 : 0;
   ctx.gemm = gemm_provider_from_env();
+  ctx.matmul = matmul_precision::fp32;
 }
 
 // (M, N, K, ta, tb) of bert-base's linear layers for `tokens` rows: forward, input gradient, weight gradient
@@ -71,6 +77,11 @@ void BM_Gemm_Own_BF16(benchmark::State& s) { bench_gemm<bfloat16>(s, gemm_provid
 void BM_Gemm_CublasLt_BF16(benchmark::State& s) { bench_gemm<bfloat16>(s, gemm_provider::cublaslt); }
 void BM_Gemm_Own_FP16(benchmark::State& s) { bench_gemm<half>(s, gemm_provider::own); }
 void BM_Gemm_CublasLt_FP16(benchmark::State& s) { bench_gemm<half>(s, gemm_provider::cublaslt); }
+// fp32 data, operands rounded to bf16 (own: version 2 staged; cuBLASLt: CUBLAS_COMPUTE_32F_FAST_16BF)
+void BM_Gemm_Own_FP32asBF16(benchmark::State& s) { bench_gemm<float>(s, gemm_provider::own, matmul_precision::bf16); }
+void BM_Gemm_CublasLt_FP32asBF16(benchmark::State& s) {
+  bench_gemm<float>(s, gemm_provider::cublaslt, matmul_precision::bf16);
+}
 // fp32 data on TF32 tensor cores: run with MINIBERT_ALLOW_TF32=1 (read once per process), skipped otherwise
 template <gemm_provider P> void tf32_case(benchmark::State& s) {
   const char* allowed = std::getenv("MINIBERT_ALLOW_TF32");
@@ -91,5 +102,7 @@ MINIBERT_GEMM_BENCHMARK(BM_Gemm_Own_BF16);
 MINIBERT_GEMM_BENCHMARK(BM_Gemm_CublasLt_BF16);
 MINIBERT_GEMM_BENCHMARK(BM_Gemm_Own_FP16);
 MINIBERT_GEMM_BENCHMARK(BM_Gemm_CublasLt_FP16);
+MINIBERT_GEMM_BENCHMARK(BM_Gemm_Own_FP32asBF16);
+MINIBERT_GEMM_BENCHMARK(BM_Gemm_CublasLt_FP32asBF16);
 MINIBERT_GEMM_BENCHMARK(BM_Gemm_Own_TF32);
 MINIBERT_GEMM_BENCHMARK(BM_Gemm_CublasLt_TF32);

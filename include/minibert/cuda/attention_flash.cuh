@@ -539,8 +539,7 @@ void backward(context<device::cuda>& ctx, matmul_precision forward_matmul, const
     dq_kernel<Op, T, D><<<grid, threads, 0, stream>>>(pr, q, k, v, mask, dout, lse, delta, dq);
     MINIBERT_CUDA_CHECK(cudaGetLastError());
     constexpr std::size_t bytes = dkdv_shared_bytes<D>();
-    MINIBERT_CUDA_CHECK(cudaFuncSetAttribute(dkdv_kernel<Op, T, D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             static_cast<int>(bytes)));
+    allow_dynamic_shared_memory<dkdv_kernel<Op, T, D>>(static_cast<int>(bytes));
     dkdv_kernel<Op, T, D><<<grid, threads, bytes, stream>>>(pr, q, k, v, mask, dout, lse, delta, dk, dv);
   });
   MINIBERT_CUDA_CHECK(cudaGetLastError());

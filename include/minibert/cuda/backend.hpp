@@ -81,6 +81,7 @@ template <> struct context<device::cuda> {
   /// who runs this context's matrix products (set it per call site, or for the process with MINIBERT_GEMM_PROVIDER)
   gemm_provider gemm = gemm_provider_from_env();
   std::uint64_t own_gemm_launches = 0; ///< products the own kernels ran on this context (tests and benchmarks read it)
+  std::uint64_t own_gemm_pipelined_launches = 0; ///< of those, the ones version 2 (gemm_mma.cuh's pipelined) ran
   /// who runs this context's attention (set it per call site, or for the process with MINIBERT_ATTENTION_PROVIDER)
   attention_provider attention = attention_provider_from_env();
   std::uint64_t flash_attention_launches = 0; ///< attention forwards the flash kernels ran on this context

@@ -169,4 +169,16 @@ __device__ __forceinline__ i64 strided_offset(i64 i, const dims6& sizes, const d
   return off;
 }
 
+/// @brief `kernel` allowed `bytes` of dynamic shared memory on the current device (once per device and kernel: a
+/// template per kernel, since kernels of one signature share a type)
+template <auto kernel> void allow_dynamic_shared_memory(int bytes) {
+  constexpr int max_devices = 64;
+  static bool done[max_devices] = {};
+  int dev = 0;
+  MINIBERT_CUDA_CHECK(cudaGetDevice(&dev));
+  if (dev >= 0 && dev < max_devices && done[dev]) return;
+  MINIBERT_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+  if (dev >= 0 && dev < max_devices) done[dev] = true;
+}
+
 } // namespace minibert::cuda

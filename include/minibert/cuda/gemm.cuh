@@ -295,10 +295,65 @@ template <class T> bool fused_gemm_takes(const context<device::cuda>& ctx, i64 M
   return ctx.gemm == gemm_provider::own && M > 0 && N > 0 && mma_gemm_takes(ctx, g);
 }
 
-/// @brief g on the own tensor-core GEMM (mma_gemm_takes(ctx, g))
+template <class T> inline constexpr bool is_16bit = std::is_same_v<T, half> || std::is_same_v<T, bfloat16>;
+
+/// @brief whether g's operands can be read in 16-byte chunks: pointers, leading dims and (with a batch) batch strides
+/// all multiples of 16 bytes
+template <class T> bool chunk_aligned(const gemm_args<T>& g) {
+  constexpr i64 E = 16 / i64(sizeof(T));
+  auto aligned = [&](const T* p, i64 ld, i64 stride) {
+    return reinterpret_cast<std::uintptr_t>(p) % 16 == 0 && ld % E == 0 && (g.batch == 1 || stride % E == 0);
+  };
+  return aligned(g.a, g.lda, g.sa) && aligned(g.b, g.ldb, g.sb);
+}
+
+/// @brief which version of the own GEMM runs g (given mma_gemm_takes), for chunk-aligned operands: 2 copied (16-bit
+/// data as stored), 2 staged (fp32 data rounded to bf16 / fp16, with or without an activation on the way in); else 1
+/// (TF32, unaligned operands, and 16-bit data with an activation on the way in: not training's path, and one kernel
+/// family fewer to compile)
+enum class mma_version { v1, copied, staged };
+template <class T> mma_version mma_version_for(const context<device::cuda>& ctx, const gemm_args<T>& g) {
+  if (!chunk_aligned(g)) return mma_version::v1;
+  if (is_16bit<T>) return g.fused.act_a || g.fused.act_b ? mma_version::v1 : mma_version::copied;
+  return ctx.matmul == matmul_precision::fp32 ? mma_version::v1 : mma_version::staged;
+}
+
+/// @brief g on version 2 of the own GEMM: one kernel per transpose combination (and operand type Op)
+template <class T> void pipelined_gemm(context<device::cuda>& ctx, const gemm_args<T>& g, mma_version v, dim3 grid) {
+  auto launch = [&]<auto kernel>(int smem) {
+    allow_dynamic_shared_memory<kernel>(smem);
+    kernel<<<grid, mma::threads, smem, stream_of(ctx)>>>(g.M, g.N, g.K, g.alpha, g.a, g.lda, g.sa, g.b, g.ldb, g.sb,
+                                                         g.beta, g.c, g.ldc, g.sc, g.batch, g.bias, g.fused);
+  };
+  auto by_layout = [&]<bool ta, bool tb>() {
+    namespace p = mma::pipelined;
+    if constexpr (is_16bit<T>) {
+      MINIBERT_CHECK(v == mma_version::copied, "gemm", "16-bit data takes the copied kernels only");
+      return launch.template operator()<p::gemm_kernel<T, ta, tb>>(p::smem_bytes);
+    } else {
+      if (ctx.matmul == matmul_precision::bf16)
+        return launch.template operator()<p::staged_gemm_kernel<bfloat16, T, ta, tb>>(p::staged_smem_bytes);
+      return launch.template operator()<p::staged_gemm_kernel<half, T, ta, tb>>(p::staged_smem_bytes);
+    }
+  };
+  if (g.ta && g.tb) by_layout.template operator()<true, true>();
+  else if (g.ta) by_layout.template operator()<true, false>();
+  else if (g.tb) by_layout.template operator()<false, true>();
+  else by_layout.template operator()<false, false>();
+  ++ctx.own_gemm_pipelined_launches;
+}
+
+/// @brief g on the own tensor-core GEMM (mma_gemm_takes(ctx, g)): version 2 where it takes g (mma_version_for), else
+/// version 1
 template <class T> void mma_gemm(context<device::cuda>& ctx, const gemm_args<T>& g) {
   const dim3 grid(static_cast<unsigned>(ceil_div(g.N, mma::block_n)), static_cast<unsigned>(ceil_div(g.M, mma::block_m)),
                   static_cast<unsigned>(std::min<i64>(g.batch, 65535)));
+  ++ctx.own_gemm_launches;
+  if (const mma_version v = mma_version_for(ctx, g); v != mma_version::v1) {
+    pipelined_gemm(ctx, g, v, grid);
+    MINIBERT_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
   auto launch = [&](auto kernel) {
     kernel<<<grid, mma::threads, 0, stream_of(ctx)>>>(g.ta, g.tb, g.M, g.N, g.K, g.alpha, g.a, g.lda, g.sa, g.b, g.ldb,
                                                       g.sb, g.beta, g.c, g.ldc, g.sc, g.batch, g.bias, g.fused);
@@ -311,7 +366,6 @@ template <class T> void mma_gemm(context<device::cuda>& ctx, const gemm_args<T>&
     launch(mma::gemm_kernel<T, T>);
   }
   MINIBERT_CUDA_CHECK(cudaGetLastError());
-  ++ctx.own_gemm_launches;
 }
 
 /// @brief g by whatever runs it: the context's provider (the own tensor-core GEMM when it is chosen and takes the
