@@ -427,6 +427,19 @@ __device__ __forceinline__ void multiply_tiles(float (&acc)[tiles_m][tiles_n][4]
   }
 }
 
+/// @brief this thread's place: its warp's corner (wm, wn) in the block tile, and the block tile's corner (m0, n0) in C
+struct block_position {
+  int wm, wn;
+  i64 m0, n0;
+  __device__ block_position()
+      : wm(int(threadIdx.x) / 32 / warps_n * warp_m), wn(int(threadIdx.x) / 32 % warps_n * warp_n),
+        m0(i64(blockIdx.y) * block_m), n0(i64(blockIdx.x) * block_n) {}
+};
+/// @brief the slot of k tile kt in a ring of `slots` shared (A, B) tile pairs: A's tile, then B's at + operand_elems
+template <int slots> __device__ __forceinline__ std::uint16_t* ring_slot(std::uint16_t* smem, i64 kt) {
+  return smem + (kt % slots) * 2 * operand_elems;
+}
+
 // Both kernels: C[z] (M,N) = alpha op(A[z]) op(B[z]) + beta C[z] (+ bias (N) on every row), with the fusions of f
 // (batch 1 only; the copied kernel takes grad_of only). grid (ceil(N/128), ceil(M/128), min(batch, 65535)), block
 // 256, smem_bytes / staged_smem_bytes of dynamic shared memory; the z dim loops over the batch.
@@ -438,12 +451,10 @@ __global__ void __launch_bounds__(threads, 2)
     gemm_kernel(i64 M, i64 N, i64 K, float alpha, const T* a, i64 lda, i64 sa, const T* b, i64 ldb, i64 sb,
                 float beta, T* c, i64 ldc, i64 sc, i64 batch, const T* bias, gemm_fusion<T> f) {
   extern __shared__ __align__(16) std::uint16_t smem[];
-  const int warp = threadIdx.x / 32;
-  const int wm = (warp / warps_n) * warp_m, wn = (warp % warps_n) * warp_n;
-  const i64 m0 = i64(blockIdx.y) * block_m, n0 = i64(blockIdx.x) * block_n;
-  const i64 k_tiles = (K + block_k - 1) / block_k;
-  const auto stage_a = [&](i64 kt) { return smem + (kt % stages) * 2 * operand_elems; };
-  const auto stage_b = [&](i64 kt) { return stage_a(kt) + operand_elems; };
+  const block_position at;
+  const i64 m0 = at.m0, n0 = at.n0, k_tiles = (K + block_k - 1) / block_k;
+  const auto stage_a = [&](i64 kt) { return ring_slot<stages>(smem, kt); };
+  const auto stage_b = [&](i64 kt) { return ring_slot<stages>(smem, kt) + operand_elems; };
   for (i64 z = blockIdx.z; z < batch; z += gridDim.z) {
     const auto load_stage = [&](i64 kt) {
       if (kt < k_tiles) {
@@ -458,11 +469,11 @@ __global__ void __launch_bounds__(threads, 2)
       wait<stages - 2>(); // tile kt has landed (this thread's copies) ...
       __syncthreads();    // ... everybody's, and every warp is done with tile kt - 1, whose slot the next load takes
       load_stage(kt + stages - 1);
-      multiply_tiles<T, ta, tb>(acc, stage_a(kt), stage_b(kt), wm, wn);
+      multiply_tiles<T, ta, tb>(acc, stage_a(kt), stage_b(kt), at.wm, at.wn);
     }
     wait<0>();
     __syncthreads(); // the next batch's first copies reuse the slots
-    store_tile(acc, M, N, m0 + wm, n0 + wn, alpha, beta, c + z * sc, ldc, bias, f);
+    store_tile(acc, M, N, m0 + at.wm, n0 + at.wn, alpha, beta, c + z * sc, ldc, bias, f);
   }
 }
 
@@ -472,12 +483,10 @@ __global__ void __launch_bounds__(threads, 1)
     staged_gemm_kernel(i64 M, i64 N, i64 K, float alpha, const T* a, i64 lda, i64 sa, const T* b, i64 ldb, i64 sb,
                        float beta, T* c, i64 ldc, i64 sc, i64 batch, const T* bias, gemm_fusion<T> f) {
   extern __shared__ __align__(16) std::uint16_t smem[];
-  const int warp = threadIdx.x / 32;
-  const int wm = (warp / warps_n) * warp_m, wn = (warp % warps_n) * warp_n;
-  const i64 m0 = i64(blockIdx.y) * block_m, n0 = i64(blockIdx.x) * block_n;
-  const i64 k_tiles = (K + block_k - 1) / block_k;
-  const auto stage_a = [&](i64 kt) { return smem + (kt % staged_stages) * 2 * operand_elems; };
-  const auto stage_b = [&](i64 kt) { return stage_a(kt) + operand_elems; };
+  const block_position at;
+  const i64 m0 = at.m0, n0 = at.n0, k_tiles = (K + block_k - 1) / block_k;
+  const auto stage_a = [&](i64 kt) { return ring_slot<staged_stages>(smem, kt); };
+  const auto stage_b = [&](i64 kt) { return ring_slot<staged_stages>(smem, kt) + operand_elems; };
   using a_chunks = tile_chunks<ta, T>;
   using b_chunks = tile_chunks<!tb, T>;
   for (i64 z = blockIdx.z; z < batch; z += gridDim.z) {
@@ -496,14 +505,14 @@ __global__ void __launch_bounds__(threads, 1)
         fetch_tile(ra, a_tile(kt + 1));
         fetch_tile(rb, b_tile(kt + 1));
       }
-      multiply_tiles<Op, ta, tb>(acc, stage_a(kt), stage_b(kt), wm, wn);
+      multiply_tiles<Op, ta, tb>(acc, stage_a(kt), stage_b(kt), at.wm, at.wn);
       if (next) { // into the other buffer, which every warp finished with before the last barrier
         store_staged_tile<Op>(stage_a(kt + 1), ra, a_tile(kt + 1), f.act_a, f.act);
         store_staged_tile<Op>(stage_b(kt + 1), rb, b_tile(kt + 1), f.act_b, f.act);
       }
       __syncthreads();
     }
-    store_tile(acc, M, N, m0 + wm, n0 + wn, alpha, beta, c + z * sc, ldc, bias, f);
+    store_tile(acc, M, N, m0 + at.wm, n0 + at.wn, alpha, beta, c + z * sc, ldc, bias, f);
   }
 }
 } // namespace pipelined
