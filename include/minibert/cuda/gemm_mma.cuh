@@ -22,9 +22,10 @@
      global memory, so the fragments of every transpose combination are read the same way, and any rounding or
      activation applies on the way. Edges are predicated (zeros past M, N, K), so any size works.
    - version 2 (mma::pipelined) takes 16-byte aligned operands of bf16 and fp16 data (copied by cp.async into a
-     3-stage ring of shared tiles) and of fp32 data under bf16 / fp16 precision or with an activation on the way in
+     3-stage ring of shared tiles) and of fp32 data under bf16 / fp16 precision, an activation on the way in included
      (staged through registers one tile ahead), with ldmatrix(.trans) fragment loads and one kernel per transpose
-     combination: the products of training. gemm.cuh picks it wherever it applies; TF32 stays on version 1.
+     combination: the products of training. gemm.cuh picks it wherever it applies; TF32 and 16-bit data with an
+     activation on the way in stay on version 1.
    The workbench (benchmarks/cuda/gemm_workbench.cu) times both against cuBLASLt, and is where the next version
    starts.
 
@@ -323,14 +324,14 @@ template <bool k_major, class T> struct tile_chunks {
 
   /// @brief chunk c's offset in the shared tile, in elements
   __device__ int shared_offset(int c) const { return c / per_line * ld + c % per_line * E; }
+  /// @brief chunk c's line in X, and its first element's place along that line
+  __device__ i64 line(int c) const { return (k_major ? k0 : r0) + c / per_line; }
+  __device__ i64 along_at(int c) const { return (k_major ? r0 : k0) + c % per_line * E; }
   /// @brief chunk c's first element in x (meaningful when valid(c) > 0)
-  __device__ const T* source(int c) const {
-    const i64 line = (k_major ? k0 : r0) + c / per_line, at = (k_major ? r0 : k0) + c % per_line * E;
-    return x + line * ldx + at;
-  }
+  __device__ const T* source(int c) const { return x + line(c) * ldx + along_at(c); }
   /// @brief how many of chunk c's E elements lie inside op(X) (the rest are zeros)
   __device__ int valid(int c) const {
-    const i64 line = (k_major ? k0 : r0) + c / per_line, at = (k_major ? r0 : k0) + c % per_line * E;
+    const i64 line = this->line(c), at = along_at(c);
     const i64 lines_total = k_major ? K : rows_total, along_total = k_major ? rows_total : K;
     if (line >= lines_total || at >= along_total) return 0;
     return along_total - at >= E ? E : int(along_total - at);
