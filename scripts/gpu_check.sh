@@ -6,7 +6,7 @@
 #                                      tests/test_cuda_attention, tests/test_distributed (its NCCL case),
 #                                      benchmarks/bench_bert, bench_gemm_cuda, bench_attention_cuda, gemm_workbench and
 #                                      attention_workbench
-#                                      into DIR/bundle (one shared backend library, sm_90: about 40 MB)
+#                                      into DIR/bundle (one shared backend library, sm_90a: about 40 MB)
 #   scripts/gpu_check.sh run [BUNDLE]  on the GPU machine (the device tool carries build-gpu/bundle): runs the
 #                                      GPU tests and benchmarks with time limits and writes $OUT/gpu_check.json (GPU name,
 #                                      each test case's result, each benchmark's figure) and prints the GEMM table
@@ -23,11 +23,12 @@ programs="tests/test_backend_ops tests/test_cuda_model tests/test_cuda_gemm test
 
 if [ "$mode" = build ]; then
   set -e
-  # sm_90 only (the lent GPUs are H100/H200; pass another architecture as the third argument) and one shared backend
-  # library: the bundle must fit the device tool's 64 MiB; one program per test file (the run below calls them by name)
+  # sm_90a only (the lent GPUs are H100/H200, and version 3 of the own GEMM needs sm_90a's wgmma and TMA; pass another
+  # architecture as the third argument) and one shared backend library: the bundle must fit the device tool's 64 MiB;
+  # one program per test file (the run below calls them by name)
   cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMINIBERT_CUDA=ON -DMINIBERT_BUILD_BENCHMARKS=ON \
         -DMINIBERT_NATIVE=OFF -DMINIBERT_BUILD_EXAMPLES=ON -DMINIBERT_CUDA_SHARED_BACKEND=ON \
-        -DMINIBERT_TESTS_UNITY=OFF -DCMAKE_CUDA_ARCHITECTURES="${3:-90}"
+        -DMINIBERT_TESTS_UNITY=OFF -DCMAKE_CUDA_ARCHITECTURES="${3:-90a}"
   cmake --build "$dir" --target test_backend_ops test_cuda_model test_cuda_gemm test_cuda_attention test_distributed \
                                 bench_bert bench_gemm_cuda bench_attention_cuda gemm_workbench attention_workbench
   # the bundle the device tool carries (run's DIR): the programs and the backend library, nothing else

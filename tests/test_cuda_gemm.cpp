@@ -119,16 +119,23 @@ void check_gemm(const gemm_case& c, operand_kind kind, operand_layout layout = o
   tensor<T, cuda> dc = upload(c0);
   auto& ctx = current_context<cuda>();
   const std::uint64_t own_before = ctx.own_gemm_launches, pipelined_before = ctx.own_gemm_pipelined_launches;
+  const std::uint64_t wgmma_before = ctx.own_gemm_wgmma_launches;
   backend<cuda>::gemm_batched(ctx, c.ta, c.tb, c.M, c.N, c.K, c.alpha, da.data(), lda, sa, db.data(), ldb, sb, c.beta,
                               dc.data(), ldc, sc, c.batch);
   const tensor<T> got = to_host(dc);
   // the provider asked for is the one that ran (the own kernel needs a device and a build for sm_80 or newer)
   CHECK_MESSAGE(ctx.own_gemm_launches - own_before == (ctx.gemm == gemm_provider::own ? 1u : 0u), describe(c));
-  // version 2 takes aligned operands of 16-bit data, or of fp32 data rounded to bf16 / fp16 (TF32 stays on version 1)
-  const bool pipelined = ctx.gemm == gemm_provider::own && layout == operand_layout::aligned &&
-                         (!std::is_same_v<T, float> || ctx.matmul != matmul_precision::fp32);
+  // version 3 takes aligned operands of 16-bit data where the context allows it on an sm_90a device and build;
+  // version 2 the other aligned ones of 16-bit data, and those of fp32 data rounded to bf16 / fp16 (TF32 stays on
+  // version 1)
+  const bool own = ctx.gemm == gemm_provider::own, aligned = layout == operand_layout::aligned;
+  const bool wgmma = own && aligned && !std::is_same_v<T, float> && ctx.own_gemm_wgmma && cuda_gemm_wgmma_ready();
+  const bool pipelined =
+      own && aligned && !wgmma && (!std::is_same_v<T, float> || ctx.matmul != matmul_precision::fp32);
   CHECK_MESSAGE(ctx.own_gemm_pipelined_launches - pipelined_before == (pipelined ? 1u : 0u),
                 describe(c) << (pipelined ? ": version 2 did not run" : ": version 2 ran"));
+  CHECK_MESSAGE(ctx.own_gemm_wgmma_launches - wgmma_before == (wgmma ? 1u : 0u),
+                describe(c) << (wgmma ? ": version 3 did not run" : ": version 3 ran"));
   const bool undocumented_rounding = std::is_same_v<T, float> && ctx.gemm == gemm_provider::cublaslt;
   const double operand_rounding_slack = undocumented_rounding ? 4 * operand_roundoff(kind) : 0.0;
 
@@ -201,6 +208,24 @@ template <class F> void with_provider(gemm_provider p, matmul_precision prec, F&
   else CHECK(ctx.own_gemm_launches == before);
 }
 
+/// runs `body` with the own provider's sm_90a kernels allowed or not, and with version 3's block width (0: picked per
+/// product), restoring both however it ends
+template <class F> void with_wgmma(bool on, int width, F&& body) {
+  auto& ctx = current_context<cuda>();
+  struct restore {
+    context<cuda>& ctx;
+    bool on = ctx.own_gemm_wgmma;
+    int width = ctx.own_gemm_wgmma_width;
+    ~restore() {
+      ctx.own_gemm_wgmma = on;
+      ctx.own_gemm_wgmma_width = width;
+    }
+  } saved{ctx};
+  ctx.own_gemm_wgmma = on;
+  ctx.own_gemm_wgmma_width = width;
+  body();
+}
+
 const gemm_provider providers[] = {gemm_provider::own, gemm_provider::cublaslt};
 const char* provider_name(gemm_provider p) { return p == gemm_provider::own ? "own" : "cublaslt"; }
 
@@ -221,12 +246,14 @@ TEST_CASE("cuda gemm: bf16 and fp16 data, every provider, ragged shapes and ever
 
 TEST_CASE("cuda gemm: version 2 of the own kernel (aligned operands), ragged shapes and every transpose") {
   if (skip_without_gpu("cuda gemm")) return;
-  // 16-bit data, copied into shared memory as stored
-  with_provider(gemm_provider::own, matmul_precision::fp32, [] {
-    for (const gemm_case& c : cases()) {
-      check_gemm<bfloat16>(c, operand_kind::bf16, operand_layout::aligned);
-      check_gemm<half>(c, operand_kind::fp16, operand_layout::aligned);
-    }
+  // 16-bit data, copied into shared memory as stored (with version 3 off, which takes these products where it runs)
+  with_wgmma(false, 0, [] {
+    with_provider(gemm_provider::own, matmul_precision::fp32, [] {
+      for (const gemm_case& c : cases()) {
+        check_gemm<bfloat16>(c, operand_kind::bf16, operand_layout::aligned);
+        check_gemm<half>(c, operand_kind::fp16, operand_layout::aligned);
+      }
+    });
   });
   // fp32 data, rounded to bf16 or fp16 in registers on the way (the staged kernels)
   with_provider(gemm_provider::own, matmul_precision::bf16, [] {
@@ -235,6 +262,30 @@ TEST_CASE("cuda gemm: version 2 of the own kernel (aligned operands), ragged sha
   with_provider(gemm_provider::own, matmul_precision::fp16, [] {
     for (const gemm_case& c : cases()) check_gemm<float>(c, operand_kind::fp16, operand_layout::aligned);
   });
+}
+
+TEST_CASE("cuda gemm: version 3 of the own kernel (sm_90a: TMA and wgmma), every block width, ragged shapes and "
+          "every transpose") {
+  if (skip_without_gpu("cuda gemm")) return;
+  if (!cuda_gemm_wgmma_ready()) {
+    std::cout << "[minibert-skip] cuda gemm version 3: needs an H100 / H200 and a build for sm_90a" << std::endl;
+    return;
+  }
+  // the ragged cases, and products deep enough (16 k tiles) to go round every width's ring of shared slots (4 to 6)
+  std::vector<gemm_case> all = cases();
+  for (int t = 0; t < 4; ++t) all.push_back({bool(t & 1), bool(t & 2), 200, 300, 1000, 1, 1.f, 0.f});
+  all.push_back({true, false, 150, 270, 1030, 2, 0.75f, 0.5f});
+  for (const int width : {128, 192, 256}) {
+    CAPTURE(width);
+    with_wgmma(true, width, [&] {
+      with_provider(gemm_provider::own, matmul_precision::fp32, [&] {
+        for (const gemm_case& c : all) {
+          check_gemm<bfloat16>(c, operand_kind::bf16, operand_layout::aligned);
+          check_gemm<half>(c, operand_kind::fp16, operand_layout::aligned);
+        }
+      });
+    });
+  }
 }
 
 TEST_CASE("cuda gemm: fp32 data under bf16 and fp16 matmul precision, every provider, against the reference") {
@@ -265,7 +316,7 @@ TEST_CASE("cuda gemm: fp32 data with TF32 allowed, every provider, against the r
 
 namespace {
 // linear_forward (out (N,C) = x (N,K) w^T + bias) on both providers against the reference; K % 8 == 0 makes both
-// operands aligned, so the own provider runs version 2 (else version 1)
+// operands aligned, so the own provider runs version 2, or 3 where it runs (else version 1)
 void check_bias_epilogue(i64 K) {
   const i64 N = 130, C = 129;
   const auto x = random_values<bfloat16>(std::size_t(N * K), 7), w = random_values<bfloat16>(std::size_t(C * K), 8);
@@ -275,12 +326,12 @@ void check_bias_epilogue(i64 K) {
   for (gemm_provider p : providers)
     with_provider(p, matmul_precision::fp32, [&] {
       auto& ctx = current_context<cuda>();
-      const std::uint64_t pipelined_before = ctx.own_gemm_pipelined_launches;
+      const std::uint64_t later_before = ctx.own_gemm_pipelined_launches + ctx.own_gemm_wgmma_launches;
       tensor<bfloat16, cuda> out = tensor<bfloat16, cuda>::empty({N, C});
       backend<cuda>::linear_forward(ctx, dx.data(), dw.data(), db.data(), out.data(), N, K, C);
       outs.push_back(to_host(out));
-      const bool pipelined = p == gemm_provider::own && K % 8 == 0;
-      CHECK(ctx.own_gemm_pipelined_launches - pipelined_before == (pipelined ? 1u : 0u));
+      const bool later = p == gemm_provider::own && K % 8 == 0; // version 2, or 3 where it runs
+      CHECK(ctx.own_gemm_pipelined_launches + ctx.own_gemm_wgmma_launches - later_before == (later ? 1u : 0u));
     });
   int bad = 0;
   for (i64 i = 0; i < N; ++i)
@@ -302,11 +353,12 @@ void check_bias_epilogue(i64 K) {
 }
 } // namespace
 
-TEST_CASE("cuda gemm: linear_forward's bias epilogue on the own kernel (both versions) and cuBLASLt, against the "
+TEST_CASE("cuda gemm: linear_forward's bias epilogue on the own kernel (every version) and cuBLASLt, against the "
           "reference") {
   if (skip_without_gpu("cuda gemm")) return;
   check_bias_epilogue(65);
   check_bias_epilogue(64);
+  with_wgmma(false, 0, [] { check_bias_epilogue(64); }); // version 2 where version 3 would run
 }
 
 namespace {
@@ -371,8 +423,12 @@ template <class T> void check_fused_activation_linear(matmul_precision prec, i64
 TEST_CASE("cuda gemm: activation_linear with GELU fused into the own kernel equals the unfused products") {
   if (skip_without_gpu("cuda gemm fused activation")) return;
   for (const i64 C : {70, 72}) {
-    check_fused_activation_linear<bfloat16>(matmul_precision::fp32, C);
-    check_fused_activation_linear<half>(matmul_precision::fp32, C);
+    // version 3 off: it takes the unfused 16-bit products on an sm_90a device, and wgmma need not sum a k16 step's
+    // products in mma.sync's order (versions 1 and 2 share that instruction)
+    with_wgmma(false, 0, [C] {
+      check_fused_activation_linear<bfloat16>(matmul_precision::fp32, C);
+      check_fused_activation_linear<half>(matmul_precision::fp32, C);
+    });
     check_fused_activation_linear<float>(matmul_precision::bf16, C);
   }
 }

@@ -49,13 +49,17 @@ void bench_gemm(benchmark::State& state, gemm_provider provider, matmul_precisio
     backend<cuda>::synchronize(ctx);
   };
   run(); // warm-up: cuBLASLt's heuristics, the allocator, the clocks
-  const std::uint64_t own_before = ctx.own_gemm_launches, v2_before = ctx.own_gemm_pipelined_launches;
+  const std::uint64_t own_before = ctx.own_gemm_launches, v2_before = ctx.own_gemm_pipelined_launches,
+                      v3_before = ctx.own_gemm_wgmma_launches;
   for (auto _ : state) run();
   state.counters["TFLOP/s"] = benchmark::Counter(2.0 * double(M) * double(N) * double(K) * launches * 1e-12,
                                                  benchmark::Counter::kIsIterationInvariantRate);
   const bool own_ran = ctx.own_gemm_launches > own_before; // false: the own provider declined it
   state.counters["own_kernel"] = own_ran ? 1 : 0;
-  state.counters["own_version"] = ctx.own_gemm_pipelined_launches > v2_before ? 2 : own_ran ? 1 : 0;
+  state.counters["own_version"] = ctx.own_gemm_wgmma_launches > v3_before       ? 3
+                                  : ctx.own_gemm_pipelined_launches > v2_before ? 2
+                                  : own_ran                                     ? 1
+                                                                                : 0;
   ctx.gemm = gemm_provider_from_env();
   ctx.matmul = matmul_precision::fp32;
 }

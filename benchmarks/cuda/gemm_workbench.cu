@@ -1,14 +1,15 @@
 // SPDX-License-Identifier: MIT
 // Workbench of the own GEMM (as llm.c's dev/cuda/ files): the reference, every version, validation and timing in one
 // program, so that the next version is one more entry in `versions` below. The versions themselves live in the
-// library (include/minibert/cuda/gemm_mma.cuh); a candidate starts here and moves there once it wins.
+// library (include/minibert/cuda/gemm_mma.cuh, gemm_wgmma.cuh); a candidate starts here and moves there once it wins.
 //   gemm_workbench [M N K [ta tb]]   default 4096 768 3072 0 1 (bert-base's FFN down projection at 32 x 128 tokens)
 // For each version: C = op(A) op(B) on bf16 operands (A stored (M,K), or (K,M) when ta; B stored (K,N), or (N,K)
 // when tb; row-major, fp32 accumulation, bf16 out; or the same values stored as fp32, rounded to bf16 by the kernel,
 // fp32 out: the --bf16 training path) into a C filled with NaNs, checked element by element against the
 // fp32 reference kernel (bf16 output rounding plus fp32 summation order: 2^-8 |C| + K 2^-23 sum_k |a_k b_k|), then
 // timed with CUDA events over 50 launches, in TFLOP/s, beside cuBLASLt (the backend's cuBLASLt path) in the same run.
-// A version that does not take the problem (v2: operands not 16-byte aligned) says skipped.
+// A version that does not take the problem (v2 and v3: operands not 16-byte aligned; v3: a device other than an
+// H100 / H200, or a build without sm_90a) says skipped.
 // Build: cmake -DMINIBERT_BUILD_BENCHMARKS=ON, target gemm_workbench (needs the CUDA backend); run on a GPU.
 
 #include <cmath>   // fabs
@@ -100,6 +101,18 @@ bool run_v2_staged(context<cuda_dev>& ctx, const problem& p, const buffers& buf)
   MINIBERT_CUDA_CHECK(cudaGetLastError());
   return true;
 }
+// version 3 (sm_90a: TMA, wgmma, warp-specialized) at one block width, or at the one the library picks (0); skipped
+// on other devices and builds
+template <int width> bool run_v3(context<cuda_dev>& ctx, const problem& p, const buffers& buf) {
+  const auto g = args_of(p, buf.a, buf.b, buf.c);
+  if (!minibert::cuda::wgmma::ready() || !minibert::cuda::chunk_aligned(g) || !minibert::cuda::wgmma_takes(g))
+    return false;
+  ctx.own_gemm_wgmma_width = width;
+  const bool ran = minibert::cuda::wgmma_gemm(ctx, g);
+  ctx.own_gemm_wgmma_width = 0;
+  MINIBERT_CUDA_CHECK(cudaGetLastError());
+  return ran;
+}
 bool run_cublaslt(context<cuda_dev>& ctx, const problem& p, const buffers& buf) {
   ctx.gemm = gemm_provider::cublaslt;
   backend<cuda_dev>::gemm(ctx, p.ta, p.tb, p.M, p.N, p.K, 1.f, buf.a, p.lda(), buf.b, p.ldb(), 0.f, buf.c, p.N);
@@ -117,6 +130,10 @@ bool run_cublaslt_fp32(context<cuda_dev>& ctx, const problem& p, const buffers& 
 const version versions[] = {
     {"own v1 (mma.sync m16n8k16, 128x128x32, no pipeline)", run_v1},
     {"own v2 copied (cp.async 3 stages, ldmatrix, 128x128x32)", run_v2_copied},
+    {"own v3 (TMA + wgmma, 128x128x64, 6 stages)", run_v3<128>},
+    {"own v3 (TMA + wgmma, 128x192x64, 5 stages)", run_v3<192>},
+    {"own v3 (TMA + wgmma, 128x256x64, 4 stages)", run_v3<256>},
+    {"own v3 (the width the library picks)", run_v3<0>},
     {"cuBLASLt", run_cublaslt},
     {"own v2 staged, fp32 data (registers, 2 stages)", run_v2_staged, true},
     {"cuBLASLt, fp32 data (FAST_16BF)", run_cublaslt_fp32, true},

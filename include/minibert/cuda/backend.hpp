@@ -25,6 +25,9 @@ namespace minibert {
 int cuda_device_count() noexcept;
 /// @brief whether a CUDA device is usable
 inline bool cuda_available() noexcept { return cuda_device_count() > 0; }
+/// @brief whether the own GEMM runs its sm_90a kernels (cuda/gemm_wgmma.cuh) on the current device: an H100 / H200
+/// (compute capability 9.0) and a build for sm_90a (CMAKE_CUDA_ARCHITECTURES 90a)
+bool cuda_gemm_wgmma_ready() noexcept;
 
 /// @brief who computes a matrix product: cuBLASLt, or minibert's own tensor-core kernels (cuda/gemm_mma.cuh), which
 /// take half and bfloat16 data, and fp32 data under bf16/fp16 matmul precision or with MINIBERT_ALLOW_TF32=1, on sm_80
@@ -42,6 +45,19 @@ inline gemm_provider gemm_provider_from_env() {
     return s == "own" ? gemm_provider::own : gemm_provider::cublaslt;
   }();
   return p;
+}
+
+/// @brief whether the own provider may run its sm_90a kernels (cuda/gemm_wgmma.cuh) where they apply: yes unless
+/// MINIBERT_GEMM_WGMMA=0 (read once per process; the pipelined mma.sync kernels take those products then)
+/// @throws minibert::error for a value other than 0 or 1
+inline bool gemm_wgmma_from_env() {
+  static const bool on = [] {
+    const char* v = std::getenv("MINIBERT_GEMM_WGMMA");
+    const std::string s = v ? v : "1";
+    MINIBERT_CHECK(s == "0" || s == "1", "gemm", "MINIBERT_GEMM_WGMMA=" << s << ": expected 0 or 1");
+    return s == "1";
+  }();
+  return on;
 }
 
 /// @brief how attention runs: "materialized" (the (B,NH,T,T) probabilities in memory, GEMMs around a softmax kernel,
@@ -82,6 +98,11 @@ template <> struct context<device::cuda> {
   gemm_provider gemm = gemm_provider_from_env();
   std::uint64_t own_gemm_launches = 0; ///< products the own kernels ran on this context (tests and benchmarks read it)
   std::uint64_t own_gemm_pipelined_launches = 0; ///< of those, the ones version 2 (gemm_mma.cuh's pipelined) ran
+  /// whether the own provider runs 16-bit products on its sm_90a kernels (gemm_wgmma.cuh) on an H100 / H200 with a
+  /// build for sm_90a (set it per call site, or for the process with MINIBERT_GEMM_WGMMA=0)
+  bool own_gemm_wgmma = gemm_wgmma_from_env();
+  int own_gemm_wgmma_width = 0; ///< version 3's block width: 128, 192 or 256 columns, or 0 to pick one per product
+  std::uint64_t own_gemm_wgmma_launches = 0; ///< of the own products, the ones version 3 (gemm_wgmma.cuh) ran
   /// who runs this context's attention (set it per call site, or for the process with MINIBERT_ATTENTION_PROVIDER)
   attention_provider attention = attention_provider_from_env();
   std::uint64_t flash_attention_launches = 0; ///< attention forwards the flash kernels ran on this context

@@ -6,7 +6,8 @@
      floating members           float, half, bfloat16
      memory members             also double, int32, int64, uint8 (fill, copy, upload, download, copy_strided, copy_into)
      embedding, cross-entropy   ids int32 and int64
-   It also defines the non-template functions (allocator, context, device count), hence "exactly one". */
+   It also defines the non-template functions (allocator, context, device count, cuda_gemm_wgmma_ready), hence
+   "exactly one". */
 
 #ifndef __CUDACC__
 #error "minibert/cuda/backend_impl.cuh needs nvcc; host code includes <minibert/cuda/backend.hpp>"
@@ -187,5 +188,7 @@ MINIBERT_CUDA_INSTANTIATE_MEMORY(std::uint8_t)
 #undef MINIBERT_CUDA_I64
 #undef MINIBERT_CUDA_CTX
 #undef MINIBERT_CUDA_B
+
+bool cuda_gemm_wgmma_ready() noexcept { return cuda::wgmma::ready(); }
 
 } // namespace minibert

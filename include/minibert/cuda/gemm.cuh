@@ -31,6 +31,7 @@
 #include <minibert/cuda/backend.hpp>
 #include <minibert/cuda/common.cuh>
 #include <minibert/cuda/gemm_mma.cuh>
+#include <minibert/cuda/gemm_wgmma.cuh>
 
 namespace minibert {
 namespace cuda {
@@ -307,14 +308,66 @@ template <class T> bool chunk_aligned(const gemm_args<T>& g) {
   return aligned(g.a, g.lda, g.sa) && aligned(g.b, g.ldb, g.sb);
 }
 
-/// @brief which version of the own GEMM runs g (given mma_gemm_takes), for chunk-aligned operands: 2 copied (16-bit
-/// data as stored), 2 staged (fp32 data rounded to bf16 / fp16, with or without an activation on the way in); else 1
-/// (TF32, unaligned operands, and 16-bit data with an activation on the way in: not training's path, and one kernel
-/// family fewer to compile)
-enum class mma_version { v1, copied, staged };
+/// @brief whether version 3's tensor maps can describe g (chunk-aligned 16-bit operands): sizes within int, and with a
+/// batch, batch strides the TMA can step (not 0: a shared operand goes to version 2)
+template <class T> bool wgmma_takes(const gemm_args<T>& g) {
+  constexpr i64 int_max = std::numeric_limits<std::int32_t>::max();
+  return g.M <= int_max && g.N <= int_max && g.K <= int_max && g.batch <= int_max &&
+         (g.batch == 1 || (g.sa > 0 && g.sb > 0));
+}
+
+/// @brief g on version 3 of the own GEMM (gemm_wgmma.cuh: TMA and wgmma, sm_90a), in the block width that fills the
+/// device best; false (nothing launched) when the driver cannot make its tensor maps
+template <class T> bool wgmma_gemm(context<device::cuda>& ctx, const gemm_args<T>& g) {
+  if constexpr (!is_16bit<T>) {
+    return false;
+  } else {
+    const int bn = ctx.own_gemm_wgmma_width ? ctx.own_gemm_wgmma_width
+                                            : wgmma::tile_width(g.M, g.N, wgmma::multiprocessors());
+    MINIBERT_CHECK(bn == 128 || bn == 192 || bn == 256, "gemm",
+                   "own_gemm_wgmma_width = " << bn << ": expected 0, 128, 192 or 256");
+    CUtensorMap map_a{}, map_b{};
+    // A (M,K) is K-contiguous, A stored (K,M) (ta) M-contiguous; B stored (N,K) (tb) K-contiguous, (K,N) N-contiguous
+    const bool encoded =
+        (g.ta ? wgmma::encode_operand(map_a, g.a, g.M, g.K, g.lda, g.sa, g.batch, 64)
+              : wgmma::encode_operand(map_a, g.a, g.K, g.M, g.lda, g.sa, g.batch, wgmma::block_m)) &&
+        (g.tb ? wgmma::encode_operand(map_b, g.b, g.K, g.N, g.ldb, g.sb, g.batch, bn)
+              : wgmma::encode_operand(map_b, g.b, g.N, g.K, g.ldb, g.sb, g.batch, 64));
+    if (!encoded) return false;
+    const i64 tiles = ceil_div(g.M, wgmma::block_m) * ceil_div(g.N, i64(bn));
+    MINIBERT_CHECK(tiles <= std::numeric_limits<std::int32_t>::max(), "gemm",
+                   "M=" << g.M << " N=" << g.N << ": too many tiles");
+    const dim3 grid(static_cast<unsigned>(tiles), 1, static_cast<unsigned>(std::min<i64>(g.batch, 65535)));
+    auto launch = [&]<auto kernel>(int smem) {
+      allow_dynamic_shared_memory<kernel>(smem);
+      kernel<<<grid, wgmma::threads, smem, stream_of(ctx)>>>(map_a, map_b, int(g.M), int(g.N), int(g.K), g.alpha,
+                                                             g.beta, g.c, g.ldc, g.sc, int(g.batch), g.bias, g.fused);
+    };
+    auto by_width = [&]<bool ta, bool tb>() {
+      if (bn == 256) return launch.template operator()<wgmma::gemm_kernel<T, ta, tb, 256>>(wgmma::plan<256>::smem_bytes);
+      if (bn == 192) return launch.template operator()<wgmma::gemm_kernel<T, ta, tb, 192>>(wgmma::plan<192>::smem_bytes);
+      launch.template operator()<wgmma::gemm_kernel<T, ta, tb, 128>>(wgmma::plan<128>::smem_bytes);
+    };
+    if (g.ta && g.tb) by_width.template operator()<true, true>();
+    else if (g.ta) by_width.template operator()<true, false>();
+    else if (g.tb) by_width.template operator()<false, true>();
+    else by_width.template operator()<false, false>();
+    ++ctx.own_gemm_wgmma_launches;
+    return true;
+  }
+}
+
+/// @brief which version of the own GEMM runs g (given mma_gemm_takes), for chunk-aligned operands: 3 (wgmma, on an
+/// sm_90a device and binary, when the context allows it) or 2 copied for 16-bit data as stored, 2 staged for fp32 data
+/// rounded to bf16 / fp16 (with or without an activation on the way in); else 1 (TF32, unaligned operands, and 16-bit
+/// data with an activation on the way in: not training's path, and one kernel family fewer to compile)
+enum class mma_version { v1, copied, staged, wgmma };
 template <class T> mma_version mma_version_for(const context<device::cuda>& ctx, const gemm_args<T>& g) {
   if (!chunk_aligned(g)) return mma_version::v1;
-  if (is_16bit<T>) return g.fused.act_a || g.fused.act_b ? mma_version::v1 : mma_version::copied;
+  if (is_16bit<T>) {
+    if (g.fused.act_a || g.fused.act_b) return mma_version::v1;
+    return ctx.own_gemm_wgmma && wgmma_takes(g) && wgmma::ready() ? mma_version::wgmma : mma_version::copied;
+  }
   return ctx.matmul == matmul_precision::fp32 ? mma_version::v1 : mma_version::staged;
 }
 
@@ -343,14 +396,15 @@ template <class T> void pipelined_gemm(context<device::cuda>& ctx, const gemm_ar
   ++ctx.own_gemm_pipelined_launches;
 }
 
-/// @brief g on the own tensor-core GEMM (mma_gemm_takes(ctx, g)): version 2 where it takes g (mma_version_for), else
-/// version 1
+/// @brief g on the own tensor-core GEMM (mma_gemm_takes(ctx, g)): version 3 or 2 where it takes g (mma_version_for),
+/// else version 1
 template <class T> void mma_gemm(context<device::cuda>& ctx, const gemm_args<T>& g) {
   const dim3 grid(static_cast<unsigned>(ceil_div(g.N, mma::block_n)), static_cast<unsigned>(ceil_div(g.M, mma::block_m)),
                   static_cast<unsigned>(std::min<i64>(g.batch, 65535)));
   ++ctx.own_gemm_launches;
   if (const mma_version v = mma_version_for(ctx, g); v != mma_version::v1) {
-    pipelined_gemm(ctx, g, v, grid);
+    if (v != mma_version::wgmma || !wgmma_gemm(ctx, g))
+      pipelined_gemm(ctx, g, v == mma_version::wgmma ? mma_version::copied : v, grid);
     MINIBERT_CUDA_CHECK(cudaGetLastError());
     return;
   }

@@ -170,18 +170,19 @@ __device__ __forceinline__ void load_tile(typename operand_traits<Op>::storage (
   }
 }
 
-// The epilogue of both versions: one warp's 64 x 32 accumulators, whose corner is (row0, col0) of C (M,N), stored as
+// The epilogue of every version: one warp's tm x tn grid of 16 x 8 accumulator tiles (64 x 32 here, 16 x bn in
+// gemm_wgmma.cuh), whose corner is (row0, col0) of C (M,N), stored as
 // alpha acc [* act'(grad_of)] + beta C + bias; d[0..1] at (g, 2q..2q+1), d[2..3] at (g+8, 2q..2q+1) of each 16 x 8
 // tile; C is not read when beta == 0.
-template <class T>
-__device__ __forceinline__ void store_tile(const float (&acc)[tiles_m][tiles_n][4], i64 M, i64 N, i64 row0, i64 col0,
+template <class T, int tm, int tn>
+__device__ __forceinline__ void store_tile(const float (&acc)[tm][tn][4], i64 M, i64 N, i64 row0, i64 col0,
                                            float alpha, float beta, T* C, i64 ldc, const T* bias,
                                            const gemm_fusion<T>& f) {
   const int g = threadIdx.x % 32 / 4, q = threadIdx.x % 4;
 #pragma unroll
-  for (int i = 0; i < tiles_m; ++i)
+  for (int i = 0; i < tm; ++i)
 #pragma unroll
-    for (int j = 0; j < tiles_n; ++j)
+    for (int j = 0; j < tn; ++j)
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
         const i64 row = row0 + i * 16 + g + (r >= 2 ? 8 : 0);
