@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
-// The GEMM providers of the CUDA backend (cuda/gemm.cuh: cuBLASLt, and the own tensor-core kernel of
-// cuda/gemm_mma.cuh) against a double-precision host reference, on ragged shapes (sizes that are not multiples of the
-// kernel's 128 x 128 x 32 tiles), every transpose combination, padded leading dims, strided batches, alpha and beta,
+// The GEMM providers of the CUDA backend (cuda/gemm.cuh: cuBLASLt, and the own tensor-core kernels of
+// cuda/gemm_mma.cuh and, on an H100 / H200 with a build for sm_90a, cuda/gemm_wgmma.cuh) against a double-precision
+// host reference, on ragged shapes (sizes that are not multiples of the kernels' tiles), every transpose combination, padded leading dims, strided batches, alpha and beta,
 // and the bias epilogue; for bf16 and fp16 data, and fp32 data under bf16 / fp16 matmul precision or TF32; and
 // activation_linear's GELU fused into the own kernel against the same products unfused. Built only with the CUDA
 // backend; skipped without a GPU.
@@ -376,7 +376,10 @@ template <class T> std::vector<float> as_floats(const tensor<T, cuda>& t) {
 /// GELU'(u). dw and dbias start from the same random values on both sides: both are accumulated into (beta = 1).
 /// C = 70 leaves dout's rows unaligned (version 1 runs the products that read it); C = 72 aligns every operand, so
 /// version 2 runs every product of fp32 data, and those of 16-bit data without GELU on the way in.
-template <class T> void check_fused_activation_linear(matmul_precision prec, i64 C) {
+/// With `mixed_versions` (16-bit data with version 3 on, C = 72) the fused out and dw come from version 1 and the
+/// unfused ones from version 3, which need not sum in the same order: only du (version 3 on both sides: the fused
+/// GELU' epilogue against the unfused activation backward) and dbias are compared.
+template <class T> void check_fused_activation_linear(matmul_precision prec, i64 C, bool mixed_versions = false) {
   CAPTURE(C);
   const i64 N = 130, K = 200; // tokens, intermediate (the GELU's width); C is the output width
   const auto u = random_values<T>(std::size_t(N * K), 11), w = random_values<T>(std::size_t(C * K), 12);
@@ -408,6 +411,7 @@ template <class T> void check_fused_activation_linear(matmul_precision prec, i64
   });
   const char* names[] = {"out", "du", "dw", "dbias"};
   for (int t = 0; t < 4; ++t) {
+    if (mixed_versions && (t == 0 || t == 2)) continue;
     int bad = 0;
     for (std::size_t i = 0; i < fused[t].size(); ++i) {
       const double f = fused[t][i], e = unfused[t][i];
@@ -431,6 +435,11 @@ TEST_CASE("cuda gemm: activation_linear with GELU fused into the own kernel equa
     });
     check_fused_activation_linear<float>(matmul_precision::bf16, C);
   }
+  if (cuda_gemm_wgmma_ready()) // version 3's GELU' epilogue (du)
+    with_wgmma(true, 0, [] {
+      check_fused_activation_linear<bfloat16>(matmul_precision::fp32, 72, true);
+      check_fused_activation_linear<half>(matmul_precision::fp32, 72, true);
+    });
 }
 
 } // namespace test_cuda_gemm

@@ -317,13 +317,14 @@ template <class T> bool wgmma_takes(const gemm_args<T>& g) {
 }
 
 /// @brief g on version 3 of the own GEMM (gemm_wgmma.cuh: TMA and wgmma, sm_90a), in the block width that fills the
-/// device best; false (nothing launched) when the driver cannot make its tensor maps
+/// device best; false (nothing launched) when the driver cannot make its tensor maps or the kernel was compiled with
+/// another register count than its setmaxnreg budget assumes
 template <class T> bool wgmma_gemm(context<device::cuda>& ctx, const gemm_args<T>& g) {
   if constexpr (!is_16bit<T>) {
     return false;
   } else {
     const int bn = ctx.own_gemm_wgmma_width ? ctx.own_gemm_wgmma_width
-                                            : wgmma::tile_width(g.M, g.N, wgmma::multiprocessors());
+                                            : wgmma::tile_width(g.M, g.N, g.batch, wgmma::multiprocessors());
     MINIBERT_CHECK(bn == 128 || bn == 192 || bn == 256, "gemm",
                    "own_gemm_wgmma_width = " << bn << ": expected 0, 128, 192 or 256");
     CUtensorMap map_a{}, map_b{};
@@ -339,21 +340,23 @@ template <class T> bool wgmma_gemm(context<device::cuda>& ctx, const gemm_args<T
                    "M=" << g.M << " N=" << g.N << ": too many tiles");
     const dim3 grid(static_cast<unsigned>(tiles), 1, static_cast<unsigned>(std::min<i64>(g.batch, 65535)));
     auto launch = [&]<auto kernel>(int smem) {
+      if (!wgmma::register_budget_matches<kernel>()) return false;
       allow_dynamic_shared_memory<kernel>(smem);
       kernel<<<grid, wgmma::threads, smem, stream_of(ctx)>>>(map_a, map_b, int(g.M), int(g.N), int(g.K), g.alpha,
                                                              g.beta, g.c, g.ldc, g.sc, int(g.batch), g.bias, g.fused);
+      return true;
     };
     auto by_width = [&]<bool ta, bool tb>() {
       if (bn == 256) return launch.template operator()<wgmma::gemm_kernel<T, ta, tb, 256>>(wgmma::plan<256>::smem_bytes);
       if (bn == 192) return launch.template operator()<wgmma::gemm_kernel<T, ta, tb, 192>>(wgmma::plan<192>::smem_bytes);
-      launch.template operator()<wgmma::gemm_kernel<T, ta, tb, 128>>(wgmma::plan<128>::smem_bytes);
+      return launch.template operator()<wgmma::gemm_kernel<T, ta, tb, 128>>(wgmma::plan<128>::smem_bytes);
     };
-    if (g.ta && g.tb) by_width.template operator()<true, true>();
-    else if (g.ta) by_width.template operator()<true, false>();
-    else if (g.tb) by_width.template operator()<false, true>();
-    else by_width.template operator()<false, false>();
-    ++ctx.own_gemm_wgmma_launches;
-    return true;
+    const bool launched = g.ta && g.tb ? by_width.template operator()<true, true>()
+                          : g.ta       ? by_width.template operator()<true, false>()
+                          : g.tb       ? by_width.template operator()<false, true>()
+                                       : by_width.template operator()<false, false>();
+    if (launched) ++ctx.own_gemm_wgmma_launches;
+    return launched;
   }
 }
 

@@ -34,8 +34,9 @@
 #error "minibert/cuda/gemm_wgmma.cuh needs nvcc; host code includes <minibert/cuda/backend.hpp>"
 #endif
 
-#include <algorithm> // min
-#include <cstdint>   // uint32_t, uint64_t
+#include <algorithm>   // min
+#include <cstdint>     // uint32_t, uint64_t
+#include <type_traits> // is_same_v
 
 #include <cuda.h>          // CUtensorMap and its enums (the encoder is reached through cudart: no libcuda link)
 #include <cudaTypedefs.h>  // PFN_cuTensorMapEncodeTiled_v12000
@@ -78,9 +79,11 @@ __device__ __forceinline__ void barrier_init(std::uint32_t bar, int count) {
   asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
 #endif
 }
-/// @brief makes the barriers' initialization visible to the TMA unit (the async proxy)
+/// @brief makes the barriers' initialization visible to the other threads' waits and to the TMA unit (the async
+/// proxy), as CUTLASS's fence_barrier_init and DeepGEMM do
 __device__ __forceinline__ void fence_barrier_init() {
 #ifdef MINIBERT_WGMMA_DEVICE
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
 }
@@ -138,9 +141,10 @@ __device__ __forceinline__ void mma_commit() {
   asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 #endif
 }
-__device__ __forceinline__ void mma_wait_all() {
+/// @brief waits until at most `pending` committed groups of this warpgroup's MMAs are still running
+template <int pending> __device__ __forceinline__ void mma_wait() {
 #ifdef MINIBERT_WGMMA_DEVICE
-  asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(pending) : "memory");
 #endif
 }
 /// @brief keeps the compiler from moving reads or writes of the accumulators across the asynchronous MMAs
@@ -285,7 +289,7 @@ __global__ void __launch_bounds__(threads, 1)
   const int warpgroup = int(threadIdx.x) / 128;
   if (warpgroup == 0) { // the producer: one thread issues every copy
     release_registers<producer_registers>();
-    if (threadIdx.x != 0) return;
+    if (threadIdx.x != 0) return; // (so no block-wide barrier may follow: the epilogue below has none)
     int it = 0; // k tiles issued so far, over the whole batch loop (the ring's position)
     for (int z = blockIdx.z; z < batch; z += gridDim.z)
       for (int kt = 0; kt < k_tiles; ++kt, ++it) {
@@ -299,6 +303,7 @@ __global__ void __launch_bounds__(threads, 1)
   }
   claim_registers<consumer_registers>();
   const int consumer = warpgroup - 1; // its 64 rows of the block tile: 64 consumer ..
+  const bool leader = threadIdx.x % 128 == 0; // arrives on the empty barriers for its warpgroup
   int it = 0;
   for (int z = blockIdx.z; z < batch; z += gridDim.z) {
     float acc[1][bn / 8][4] = {};
@@ -311,10 +316,14 @@ __global__ void __launch_bounds__(threads, 1)
       for (int kk = 0; kk < block_k; kk += 16)
         mma_async<T, bn, ta, !tb>(acc, a_tiles::at(slot_a(s), 64 * consumer, kk), b_tiles::at(slot_b(s), 0, kk));
       mma_commit();
-      mma_wait_all();
-      fence_accumulators(acc);
-      if (threadIdx.x % 128 == 0) arrive(empty(s));
+      // one k tile of MMAs stays in flight (successive wgmmas on the same accumulators are ordered): once the
+      // previous tile's are done, its slot goes back to the producer
+      mma_wait<1>();
+      if (kt > 0 && leader) arrive(empty((it - 1) % P::stages));
     }
+    mma_wait<0>();
+    fence_accumulators(acc);
+    if (leader) arrive(empty((it - 1) % P::stages));
     const int warp = int(threadIdx.x) / 32 % 4;
     mma::store_tile(acc, M, N, m0 + 64 * consumer + 16 * warp, n0, alpha, beta, c + z * sc, ldc, bias, f);
   }
@@ -377,10 +386,13 @@ inline PFN_cuTensorMapEncodeTiled_v12000 tensor_map_encoder() {
   static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
     void* p = nullptr;
     cudaDriverEntryPointQueryResult found{};
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault, &found) !=
-            cudaSuccess ||
-        found != cudaDriverEntryPointSuccess)
-      p = nullptr;
+#if CUDART_VERSION >= 12050
+    const cudaError_t e = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &p, 12000, cudaEnableDefault,
+                                                           &found);
+#else
+    const cudaError_t e = cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &p, cudaEnableDefault, &found);
+#endif
+    if (e != cudaSuccess || found != cudaDriverEntryPointSuccess) p = nullptr;
     (void)cudaGetLastError();
     return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(p);
   }();
@@ -408,22 +420,36 @@ bool encode_operand(CUtensorMap& map, const T* x, i64 inner, i64 outer, i64 ld, 
   return r == CUDA_SUCCESS;
 }
 
-/// @brief the block width for an (M,N) product on `sms` multiprocessors: the widest tile (most work per byte moved)
-/// unless a narrower one fills the last wave better (N = 768 at 4096 rows: 128 tiles of 192 columns on 132 SMs
-/// rather than 96 of 256); each width's tile efficiency is a guess (1, 0.95, 0.9) that the workbench can revise
-inline int tile_width(i64 M, i64 N, int sms) {
+/// @brief the block width for `batch` (M,N) products on `sms` multiprocessors: the widest tile (most work per byte
+/// moved) unless a narrower one fills the last wave better (N = 768 at 4096 rows: 128 tiles of 192 columns on 132 SMs
+/// rather than 96 of 256) or wastes fewer columns past N; each width's tile efficiency is a guess (1, 0.95, 0.9) that
+/// the workbench can revise
+inline int tile_width(i64 M, i64 N, i64 batch, int sms) {
   int best = 256;
   double best_score = 0;
   for (const int bn : {256, 192, 128}) {
-    const i64 tiles = (M + block_m - 1) / block_m * ((N + bn - 1) / bn);
-    const i64 waves = (tiles + sms - 1) / sms;
-    const double fill = double(tiles) / double(waves * sms), efficiency = 1.0 - 0.1 * (256 - bn) / 128.0;
-    if (fill * efficiency > best_score + 1e-9) {
+    const i64 col_tiles = (N + bn - 1) / bn, blocks = (M + block_m - 1) / block_m * col_tiles * batch;
+    const i64 waves = (blocks + sms - 1) / sms;
+    const double fill = double(blocks) / double(waves * sms), used = double(N) / double(col_tiles * bn);
+    const double score = fill * used * (1.0 - 0.1 * (256 - bn) / 128.0);
+    if (score > best_score + 1e-9) {
       best = bn;
-      best_score = fill * efficiency;
+      best_score = score;
     }
   }
   return best;
+}
+
+/// @brief whether `kernel` was given the registers at launch that its warpgroups' setmaxnreg redistribute
+/// (168 x 384 = 40 x 128 + 232 x 256): with fewer, the consumers' setmaxnreg.inc would wait forever. Cached per kernel.
+template <auto kernel> bool register_budget_matches() {
+  static const bool ok = [] {
+    cudaFuncAttributes attr{};
+    const bool got = cudaFuncGetAttributes(&attr, kernel) == cudaSuccess;
+    (void)cudaGetLastError();
+    return got && attr.numRegs * threads == producer_registers * 128 + consumer_registers * 128 * consumers;
+  }();
+  return ok;
 }
 
 } // namespace minibert::cuda::wgmma
