@@ -989,14 +989,15 @@ TEST_CASE_TEMPLATE("backend_ops.adamw_step over a list of tensors", D, MINIBERT_
 
 TEST_CASE_TEMPLATE("backend_ops.clip_grad_norm", D, MINIBERT_TEST_DEVICES) {
   BACKEND_OPS_SKIP_UNLESS_USABLE(D);
-  const htensor<T> ga = random_tensor<T>({3, 5}, 201), gb = random_tensor<T>({2, 7, 6}, 202);
+  // b spans two of a GPU's 2^16-element chunks
+  const htensor<T> ga = random_tensor<T>({3, 5}, 201), gb = random_tensor<T>({2, 35000}, 202);
   double sq = 0;
   for (double e : values(ga)) sq += e * e;
   for (double e : values(gb)) sq += e * e;
   const double norm = std::sqrt(sq);
   for (const double factor : {0.5, 2.0}) { // clipped; left alone
     SUBCASE(factor < 1 ? "max_norm = norm / 2: clipped" : "max_norm = 2 norm: unchanged") {
-      var<D> a(up<D>(random_tensor<T>({3, 5}, 203)), true), b(up<D>(random_tensor<T>({2, 7, 6}, 204)), true),
+      var<D> a(up<D>(random_tensor<T>({3, 5}, 203)), true), b(up<D>(random_tensor<T>({2, 35000}, 204)), true),
           c(up<D>(random_tensor<T>({4}, 205)), true); // c has no gradient: skipped
       set_grad(a, ga);
       set_grad(b, gb);
@@ -1036,14 +1037,21 @@ struct unscale_ref {
 TEST_CASE_TEMPLATE("backend_ops.non_finite_check_and_unscale", D, MINIBERT_TEST_DEVICES) {
   BACKEND_OPS_SKIP_UNLESS_USABLE(D);
   using A = minibert::acc_t<T>;
-  const std::int64_t n = 20001; // ragged, and large enough for several CPU chunks and CUDA blocks
+  const std::int64_t n = 90001; // ragged, and large enough for several CPU chunks and CUDA blocks
   const std::vector<float> base = random_tensor<T>({n}, 211, -3e4, 3e4).to_vector();
-  // runs the op on the device over g with found_inf starting at `found0`; CHECKs g and found_inf against unscale_ref
+  // runs the op on the device over g, as a list of three tensors (its first 70,000 elements, which span two of a
+  // GPU's 2^16-element chunks, then one element, then the rest) when g is long enough, with found_inf starting at
+  // `found0`; CHECKs g and found_inf against unscale_ref
   auto run = [&](std::vector<float> g, float inv, float found0, const std::string& what) {
     dtensor<T, D> dg = up<D>(htensor<T>::from(g, {std::int64_t(g.size())}));
     dtensor<A, D> found = up<D>(htensor<A>::full({1}, A(found0)));
-    minibert::backend<D>::non_finite_check_and_unscale(minibert::current_context<D>(), dg.data(),
-                                                        std::int64_t(g.size()), A(inv), found.data());
+    const std::int64_t len = std::int64_t(g.size());
+    std::vector<minibert::foreach_tensor<T>> list;
+    if (len > 70001) list = {{dg.data(), 70000}, {dg.data() + 70000, 1}, {dg.data() + 70001, len - 70001}};
+    else list = {{dg.data(), len}};
+    minibert::backend<D>::non_finite_check_and_unscale(minibert::current_context<D>(),
+                                                        std::span<const minibert::foreach_tensor<T>>(list), A(inv),
+                                                        found.data());
     const unscale_ref want(g, inv);
     test::check_close(values(down(dg)), want.out, 0.0, 0.0, 0.0, what + dev<D>()); // exact, NaN and inf in place
     const A got = down(found).to_vector()[0];
@@ -1058,7 +1066,7 @@ TEST_CASE_TEMPLATE("backend_ops.non_finite_check_and_unscale", D, MINIBERT_TEST_
                         std::numeric_limits<float>::quiet_NaN()};
   const char* names[3] = {"inf", "-inf", "NaN"};
   for (int b = 0; b < 3; ++b)
-    for (const std::int64_t at : {std::int64_t(0), n / 2, n - 1}) {
+    for (const std::int64_t at : {std::int64_t(0), n / 2, std::int64_t(65536), std::int64_t(70000), n - 1}) {
       const std::string what = std::string("unscale ") + names[b] + " at " + std::to_string(at);
       SUBCASE(what.c_str()) {
         std::vector<float> g = base;

@@ -67,6 +67,14 @@ template <class A> struct adamw_coefficients {
   A decay, beta1, one_minus_beta1, beta2, one_minus_beta2, bias_correction2_sqrt, eps, neg_step_size;
 };
 
+/// @brief One tensor of a multi-tensor (foreach) op: n contiguous elements at data. The optimizer's ops take a list of
+/// them (torch's _foreach_* ops and its foreach clip_grad_norm_), so a device covers every parameter in one launch
+/// rather than one or more per parameter: bert-base has about 200.
+template <class T> struct foreach_tensor {
+  T* data;
+  std::int64_t n;
+};
+
 /// @brief One tensor of a multi-tensor AdamW update (torch's _multi_tensor_adamw, apex's multi_tensor_apply): n
 /// elements of master weights (the parameter itself when T is its accumulation type), the parameter (written as
 /// T(master) when it is not the master), its gradient and both moments. One adamw_step call updates a list of them
@@ -154,6 +162,7 @@ concept backend_for = requires(context<Device>& ctx, T* y, const T* x, T a, std:
                                typename backend<Device>::template attention_saved<T>& saved,
                                const typename backend<Device>::template attention_saved<T>& csaved,
                                const adamw_coefficients<acc_t<T>>& coef, std::span<const adamw_tensor<T>> adamw_list,
+                               std::span<const foreach_tensor<T>> list, std::span<const foreach_tensor<const T>> clist,
                                binary_op op, activation act, bool flag,
                                float p, std::uint64_t seed) {
   // memory and copies
@@ -204,14 +213,14 @@ concept backend_for = requires(context<Device>& ctx, T* y, const T* x, T a, std:
   // mask on the CPU; a kernel may save a log-sum-exp per row instead)
   { backend<Device>::attention_forward(ctx, dims, x, x, x, x, y, saved, p, seed, seed) } -> std::same_as<void>;
   { backend<Device>::attention_backward(ctx, dims, x, x, x, x, x, csaved, p, y, y, y) } -> std::same_as<void>;
-  // optimizer: AdamW over a list of tensors with the same coefficients, on fp32 master weights; each tensor's T copy is
-  // written when it is not the master itself
+  // optimizer: each over a list of tensors (one launch for all of them on a GPU). AdamW with the same coefficients, on
+  // fp32 master weights; each tensor's T copy is written when it is not the master itself
   { backend<Device>::adamw_step(ctx, adamw_list, coef) } -> std::same_as<void>;
-  { backend<Device>::sum_squares(ctx, x, n, sum_dev) } -> std::same_as<void>;  // *sum_dev += sum x^2 (double)
-  { backend<Device>::clip_by_norm(ctx, y, n, csum_dev, 1.0) } -> std::same_as<void>; // torch's clip coefficient
+  { backend<Device>::sum_squares(ctx, clist, sum_dev) } -> std::same_as<void>;   // *sum_dev += sum x^2 (double)
+  { backend<Device>::clip_by_norm(ctx, list, csum_dev, 1.0) } -> std::same_as<void>; // torch's clip coefficient
   // fp16 loss scaling (torch._amp_foreach_non_finite_check_and_unscale_): y *= inv_scale in place (y unchanged when
   // inv_scale is 1); *acc = 1 when an element is inf or NaN before or after (as stored in T); never cleared here
-  { backend<Device>::non_finite_check_and_unscale(ctx, y, n, *cacc, acc) } -> std::same_as<void>;
+  { backend<Device>::non_finite_check_and_unscale(ctx, list, *cacc, acc) } -> std::same_as<void>;
 };
 
 /// @brief Optional members: allocator statistics (a device without a caching allocator need not have them).

@@ -12,7 +12,7 @@
 #include <cctype>        // tolower
 #include <cmath>         // pow, sqrt, isfinite
 #include <cstdint>       // int64_t
-#include <span>          // span (checkpoint reads)
+#include <span>          // span (checkpoint reads, the gradient lists)
 #include <string>        // string
 #include <string_view>   // string_view
 #include <unordered_set> // unordered_set (duplicate parameters)
@@ -419,17 +419,22 @@ tensor<double, D> clip_grad_norm_on_device(const std::vector<variable<T, D>>& pa
   MINIBERT_CHECK(std::isfinite(max_norm) && max_norm >= 0.0, "clip_grad_norm", "max_norm " << max_norm);
   auto& ctx = current_context<D>();
   tensor<double, D> sum_sq = zeros_on<double, D>({1});
+  std::vector<tensor<T, D>> grads; // contiguous, and alive until the op has them
+  std::vector<foreach_tensor<const T>> to_sum;
   for (const auto& p : params) {
     if (!p.defined() || !p.has_grad()) continue;
-    const tensor<T, D> g = contiguous(p.grad());
-    backend<D>::sum_squares(ctx, g.data(), g.numel(), sum_sq.data());
+    grads.push_back(contiguous(p.grad()));
+    to_sum.push_back({grads.back().data(), grads.back().numel()});
   }
+  backend<D>::sum_squares(ctx, std::span<const foreach_tensor<const T>>(to_sum), sum_sq.data());
   no_grad guard;
+  std::vector<foreach_tensor<T>> to_clip;
   for (const auto& p : params) {
     if (!p.defined() || !p.has_grad()) continue;
     const tensor<T, D>& g = detail::owned_contiguous_grad(p);
-    backend<D>::clip_by_norm(ctx, g.data(), g.numel(), sum_sq.data(), max_norm);
+    to_clip.push_back({g.data(), g.numel()});
   }
+  backend<D>::clip_by_norm(ctx, std::span<const foreach_tensor<T>>(to_clip), sum_sq.data(), max_norm);
   return sum_sq;
 }
 

@@ -205,17 +205,23 @@ template <> struct backend<device::cpu> {
   static void adamw_step(ctx_t&, std::span<const adamw_tensor<T>> tensors, const adamw_coefficients<A<T>>& c) {
     for (const adamw_tensor<T>& t : tensors) cpu::adamw_step(t.master, t.param, t.grad, t.exp_avg, t.exp_avg_sq, t.n, c);
   }
-  template <class T> static void sum_squares(ctx_t&, const T* x, i64 n, double* total) {
-    total[0] += cpu::sum_squares(x, n);
+  /// @brief total[0] += each tensor's sum of squares, tensor by tensor
+  template <class T> static void sum_squares(ctx_t&, std::span<const foreach_tensor<const T>> xs, double* total) {
+    for (const auto& x : xs) total[0] += cpu::sum_squares(x.data, x.n);
   }
-  template <class T> static void clip_by_norm(ctx_t&, T* x, i64 n, const double* total_sq, double max_norm) {
+  template <class T>
+  static void clip_by_norm(ctx_t&, std::span<const foreach_tensor<T>> xs, const double* total_sq, double max_norm) {
     const double coef = clip_coefficient(total_sq[0], max_norm);
-    if (coef < 1.0) cpu::scale(T(coef), x, x, n);
+    if (coef < 1.0)
+      for (const auto& x : xs) cpu::scale(T(coef), x.data, x.data, x.n);
   }
-  /// @brief g *= inv_scale; *found_inf = 1 when an element was inf or NaN (never cleared: the caller zeroes it once
-  /// per step, as GradScaler.unscale_ does)
-  template <class T> static void non_finite_check_and_unscale(ctx_t&, T* g, i64 n, A<T> inv_scale, A<T>* found_inf) {
-    if (cpu::non_finite_check_and_unscale(g, n, inv_scale)) found_inf[0] = A<T>(1);
+  /// @brief every g *= inv_scale; *found_inf = 1 when an element was inf or NaN (never cleared: the caller zeroes it
+  /// once per step, as GradScaler.unscale_ does)
+  template <class T>
+  static void non_finite_check_and_unscale(ctx_t&, std::span<const foreach_tensor<T>> gs, A<T> inv_scale,
+                                           A<T>* found_inf) {
+    for (const auto& g : gs)
+      if (cpu::non_finite_check_and_unscale(g.data, g.n, inv_scale)) found_inf[0] = A<T>(1);
   }
 };
 

@@ -3,9 +3,11 @@
 /* CUDA kernels of the optimizer (llm.c's llmc/adamw.cuh): the fused multi-tensor AdamW update (one launch for a
    list of parameters, as torch's _multi_tensor_adamw) on fp32 master weights in
    cpu/adamw.hpp's (torch's) operation order, with round-to-nearest intrinsics so that nvcc contracts nothing into an
-   FMA the CPU does not do; the sum of squares of a gradient (double, deterministic two-pass reduction) that
-   clip_grad_norm adds up over parameters; the clip itself, whose coefficient is read from device memory; and the
-   unscale-and-check of fp16 loss scaling (torch's _amp_foreach_non_finite_check_and_unscale_ kernel). */
+   FMA the CPU does not do; the sum of squares of the gradients that clip_grad_norm needs (double, deterministic
+   two-pass reduction); the clip itself, whose coefficient is read from device memory; and the unscale-and-check of
+   fp16 loss scaling (torch's _amp_foreach_non_finite_check_and_unscale_ kernel). Each covers a whole list of tensors
+   in one launch (the sum of squares: two), one block per chunk of 2^16 elements of a tensor, so the optimizer's part
+   of a training step costs a handful of launches rather than about three per parameter. */
 #ifndef __CUDACC__
 #error "minibert/cuda/adamw.cuh needs nvcc; host code includes <minibert/cuda/backend.hpp>"
 #endif
@@ -28,27 +30,28 @@ namespace cuda {
 // CUDA kernels
 
 inline constexpr int adamw_block = 256;
-inline constexpr int sum_squares_max_partials = 1024; // a function of n only: the same sums on every device
 
-inline constexpr i64 adamw_chunk = i64(1) << 16; // elements of one tensor per block of the multi-tensor launch
+inline constexpr i64 chunk_elems = i64(1) << 16; // elements of one tensor per block of a multi-tensor launch
 
-/// @brief one block's share of a multi-tensor AdamW launch: elements [start, start + adamw_chunk) of a tensor
-struct adamw_chunk_ref {
+/// @brief one block's share of a multi-tensor launch: elements [start, start + chunk_elems) of tensor `tensor`
+struct tensor_chunk {
   std::int64_t tensor, start;
 };
+
+/// @brief the elements of chunk ch of a tensor of n elements: [begin, end)
+__device__ __forceinline__ i64 chunk_end(const tensor_chunk& ch, i64 n) { return min(n, ch.start + chunk_elems); }
 
 // One AdamW step per element over a list of tensors, one block per chunk (apex's multi_tensor_apply): master p, m, v
 // (fp32) and grad g of chunk b's tensor; its param = T(p) unless the param is the master itself
 //   p = p * decay;  m = m * beta1 + (1-beta1) * g;  v = v * beta2 + (1-beta2) * g * g;
 //   p = p + (neg_step_size * m) / (sqrt(v) / bias_correction2_sqrt + eps)
 template <class T>
-__global__ void adamw_kernel(const adamw_tensor<T>* __restrict__ tensors, const adamw_chunk_ref* __restrict__ chunks,
+__global__ void adamw_kernel(const adamw_tensor<T>* __restrict__ tensors, const tensor_chunk* __restrict__ chunks,
                              adamw_coefficients<float> c) {
-  const adamw_chunk_ref ch = chunks[blockIdx.x];
+  const tensor_chunk ch = chunks[blockIdx.x];
   const adamw_tensor<T> t = tensors[ch.tensor];
   const bool write_param = t.param && static_cast<const void*>(t.param) != static_cast<const void*>(t.master);
-  const i64 end = min(t.n, ch.start + adamw_chunk);
-  for (i64 i = ch.start + threadIdx.x; i < end; i += blockDim.x) {
+  for (i64 i = ch.start + threadIdx.x; i < chunk_end(ch, t.n); i += blockDim.x) {
     const float gi = to_float(t.grad[i]);
     const float p = __fmul_rn(t.master[i], c.decay);
     const float mi = __fadd_rn(__fmul_rn(t.exp_avg[i], c.beta1), __fmul_rn(c.one_minus_beta1, gi));
@@ -63,12 +66,15 @@ __global__ void adamw_kernel(const adamw_tensor<T>* __restrict__ tensors, const 
   }
 }
 
-// partial[b] = sum of x^2 (in double) over block b's grid-stride share of x (n)
+// partial[b] = sum of x^2 (in double) over chunk b of the list
 template <class T>
-__global__ void sum_squares_partial_kernel(const T* __restrict__ x, double* __restrict__ partial, i64 n) {
+__global__ void sum_squares_kernel(const foreach_tensor<const T>* __restrict__ tensors,
+                                   const tensor_chunk* __restrict__ chunks, double* __restrict__ partial) {
+  const tensor_chunk ch = chunks[blockIdx.x];
+  const foreach_tensor<const T> t = tensors[ch.tensor];
   double s = 0.0;
-  for (i64 i = global_thread_index(); i < n; i += global_thread_count()) {
-    const double xi = double(to_float(x[i]));
+  for (i64 i = ch.start + threadIdx.x; i < chunk_end(ch, t.n); i += blockDim.x) {
+    const double xi = double(to_float(t.data[i]));
     s += xi * xi;
   }
   s = block_reduce_sum(s);
@@ -84,83 +90,122 @@ __global__ void sum_squares_reduce_kernel(const Acc* __restrict__ partial, int p
   if (threadIdx.x == 0) total[0] += s;
 }
 
-// x (n) *= T(clip_coefficient(total_sq, max_norm)) when that is < 1; every thread reads the device scalar
+// every x of the list *= T(clip_coefficient(total_sq, max_norm)) when that is < 1; every thread reads the scalar
 template <class T>
-__global__ void clip_by_norm_kernel(i64 n, T* __restrict__ x, const double* __restrict__ total_sq, double max_norm) {
+__global__ void clip_by_norm_kernel(const foreach_tensor<T>* __restrict__ tensors,
+                                    const tensor_chunk* __restrict__ chunks, const double* __restrict__ total_sq,
+                                    double max_norm) {
   const double coef = clip_coefficient(total_sq[0], max_norm);
   if (!(coef < 1.0)) return;
   const float a = to_float(from_float<T>(float(coef))); // T(coef), as the CPU's scale(T(coef), x)
-  for (i64 i = global_thread_index(); i < n; i += global_thread_count()) x[i] = from_float<T>(a * to_float(x[i]));
+  const tensor_chunk ch = chunks[blockIdx.x];
+  const foreach_tensor<T> t = tensors[ch.tensor];
+  for (i64 i = ch.start + threadIdx.x; i < chunk_end(ch, t.n); i += blockDim.x)
+    t.data[i] = from_float<T>(a * to_float(t.data[i]));
 }
 
-// g (n) *= inv_scale in the accumulation type, left as it is when inv_scale is 1 (AmpKernels.cu's lambda); a thread
-// that sees an inf or NaN, before or after (as stored in T), writes 1 to *found_inf. Threads race to write the same
-// value, as in torch, so the result is deterministic; nothing ever writes 0. (x - x == 0 is false exactly for inf
-// and NaN, without depending on which isfinite overload nvcc picks.)
+// every g of the list *= inv_scale in the accumulation type, left as it is when inv_scale is 1 (AmpKernels.cu's
+// lambda); a thread that sees an inf or NaN, before or after (as stored in T), writes 1 to *found_inf. Threads race
+// to write the same value, as in torch, so the result is deterministic; nothing ever writes 0. (x - x == 0 is false
+// exactly for inf and NaN, without depending on which isfinite overload nvcc picks.)
 template <class T>
-__global__ void non_finite_check_and_unscale_kernel(i64 n, T* __restrict__ g, acc_t<T> inv_scale,
+__global__ void non_finite_check_and_unscale_kernel(const foreach_tensor<T>* __restrict__ tensors,
+                                                    const tensor_chunk* __restrict__ chunks, acc_t<T> inv_scale,
                                                     acc_t<T>* __restrict__ found_inf) {
   using A = acc_t<T>;
-  for (i64 i = global_thread_index(); i < n; i += global_thread_count()) {
-    const A v = to_acc(g[i]);
+  const tensor_chunk ch = chunks[blockIdx.x];
+  const foreach_tensor<T> t = tensors[ch.tensor];
+  for (i64 i = ch.start + threadIdx.x; i < chunk_end(ch, t.n); i += blockDim.x) {
+    const A v = to_acc(t.data[i]);
     const T out = from_acc<T>(inv_scale == A(1) ? v : v * inv_scale);
-    g[i] = out;
+    t.data[i] = out;
     const A o = to_acc(out);
     if (!(v - v == A(0) && o - o == A(0))) *found_inf = A(1);
   }
 }
 
+/// @brief a multi-tensor launch (apex's multi_tensor_apply) in device scratch: the list of tensors, one chunk per
+/// block, and `extra_bytes` more for the caller (null when zero); blocks == 0 when the list holds no element
+template <class Entry> struct chunk_plan {
+  const Entry* tensors = nullptr;
+  const tensor_chunk* chunks = nullptr;
+  void* extra = nullptr;
+  unsigned blocks = 0;
+};
+template <class Entry>
+chunk_plan<Entry> upload_chunk_plan(context<device::cuda>& ctx, std::span<const Entry> tensors, const char* op,
+                                    std::size_t extra_bytes = 0) {
+  std::vector<tensor_chunk> chunks;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    MINIBERT_CHECK(tensors[i].n >= 0, op, "tensor " << i << " of " << tensors.size() << ": n = " << tensors[i].n);
+    for (i64 start = 0; start < tensors[i].n; start += chunk_elems) chunks.push_back({i64(i), start});
+  }
+  if (chunks.empty()) return {};
+  MINIBERT_CHECK(chunks.size() <= 0x7fffffffu, op, chunks.size() << " chunks of " << chunk_elems
+                                                               << " elements: beyond one launch");
+  auto round_up = [](std::size_t b) { return (b + 255) / 256 * 256; };
+  const std::size_t table = round_up(tensors.size_bytes()), list = round_up(chunks.size() * sizeof(tensor_chunk));
+  auto* dev = static_cast<unsigned char*>(ctx.scratch_bytes(table + list + extra_bytes));
+  staged_upload(ctx, tensors.data(), dev, tensors.size_bytes());
+  staged_upload(ctx, chunks.data(), dev + table, chunks.size() * sizeof(tensor_chunk));
+  return {reinterpret_cast<const Entry*>(dev), reinterpret_cast<const tensor_chunk*>(dev + table),
+          extra_bytes ? dev + table + list : nullptr, static_cast<unsigned>(chunks.size())};
+}
+
 } // namespace cuda
 
 // ---------------------------------------------------------------------------------------------------------------------
-// kernel launchers
+// kernel launchers: one launch per list (the sum of squares: two)
 
 /// every tensor's master, m, v fp32 updated in place from its grad; its param = T(master) unless it is the master
-/// itself. One launch for the whole list: the tensor table and the chunk list go to device scratch first.
+/// itself
 template <class T>
 void backend<device::cuda>::adamw_step(ctx_t& ctx, std::span<const adamw_tensor<T>> tensors,
                                        const adamw_coefficients<A<T>>& c) {
   static_assert(std::is_same_v<A<T>, float>, "the CUDA AdamW keeps fp32 master weights and moments");
-  std::vector<cuda::adamw_chunk_ref> chunks;
-  for (std::size_t i = 0; i < tensors.size(); ++i) {
-    MINIBERT_CHECK(tensors[i].n >= 0, "adamw_step", "tensor " << i << " of " << tensors.size() << ": n = " << tensors[i].n);
-    for (i64 start = 0; start < tensors[i].n; start += cuda::adamw_chunk) chunks.push_back({i64(i), start});
-  }
-  if (chunks.empty()) return;
-  MINIBERT_CHECK(chunks.size() <= 0x7fffffffu, "adamw_step", chunks.size() << " chunks of " << cuda::adamw_chunk
-                                                                          << " elements: beyond one launch");
-  const std::size_t table = (tensors.size_bytes() + 255) / 256 * 256;
-  auto* dev = static_cast<unsigned char*>(ctx.scratch_bytes(table + chunks.size() * sizeof(cuda::adamw_chunk_ref)));
-  cuda::staged_upload(ctx, tensors.data(), dev, tensors.size_bytes());
-  cuda::staged_upload(ctx, chunks.data(), dev + table, chunks.size() * sizeof(cuda::adamw_chunk_ref));
-  cuda::adamw_kernel<T><<<static_cast<unsigned>(chunks.size()), cuda::adamw_block, 0, cuda::stream_of(ctx)>>>(
-      reinterpret_cast<const adamw_tensor<T>*>(dev), reinterpret_cast<const cuda::adamw_chunk_ref*>(dev + table), c);
+  const auto plan = cuda::upload_chunk_plan(ctx, tensors, "adamw_step");
+  if (plan.blocks == 0) return;
+  cuda::adamw_kernel<T><<<plan.blocks, cuda::adamw_block, 0, cuda::stream_of(ctx)>>>(plan.tensors, plan.chunks, c);
   MINIBERT_CUDA_CHECK(cudaGetLastError());
 }
 
-/// x (n) -> total[0] += sum x^2 (double, on the device)
-template <class T> void backend<device::cuda>::sum_squares(ctx_t& ctx, const T* x, i64 n, double* total) {
-  if (n <= 0) return;
+/// total[0] += the sum of x^2 over every x of the list (double, on the device): a partial per chunk, then their sum in
+/// chunk order (the same on every run)
+template <class T>
+void backend<device::cuda>::sum_squares(ctx_t& ctx, std::span<const foreach_tensor<const T>> xs, double* total) {
+  std::size_t chunks = 0;
+  for (const auto& x : xs) chunks += std::size_t(cuda::ceil_div(std::max<i64>(x.n, 0), cuda::chunk_elems));
+  const auto plan = cuda::upload_chunk_plan(ctx, xs, "sum_squares", chunks * sizeof(double));
+  if (plan.blocks == 0) return;
   cudaStream_t stream = cuda::stream_of(ctx);
-  const i64 want = cuda::ceil_div(n, 8 * cuda::adamw_block); // about 8 elements per thread
-  const int partials = static_cast<int>(std::max<i64>(1, std::min<i64>(cuda::sum_squares_max_partials, want)));
-  double* partial = ctx.scratch<double>(partials);
-  cuda::sum_squares_partial_kernel<<<partials, cuda::adamw_block, 0, stream>>>(x, partial, n);
+  double* partial = static_cast<double*>(plan.extra);
+  cuda::sum_squares_kernel<T><<<plan.blocks, cuda::adamw_block, 0, stream>>>(plan.tensors, plan.chunks, partial);
   MINIBERT_CUDA_CHECK(cudaGetLastError());
-  cuda::sum_squares_reduce_kernel<<<1, 1024, 0, stream>>>(partial, partials, total);
+  cuda::sum_squares_reduce_kernel<<<1, 1024, 0, stream>>>(partial, static_cast<int>(plan.blocks), total);
   MINIBERT_CUDA_CHECK(cudaGetLastError());
 }
 
-/// x (n) *= clip coefficient of the device scalar total_sq (unchanged when the coefficient is 1)
+/// every x of the list *= the clip coefficient of the device scalar total_sq (unchanged when it is 1)
 template <class T>
-void backend<device::cuda>::clip_by_norm(ctx_t& ctx, T* x, i64 n, const double* total_sq, double max_norm) {
-  cuda::launch_1d(cuda::clip_by_norm_kernel<T>, n, cuda::stream_of(ctx), x, total_sq, max_norm);
+void backend<device::cuda>::clip_by_norm(ctx_t& ctx, std::span<const foreach_tensor<T>> xs, const double* total_sq,
+                                         double max_norm) {
+  const auto plan = cuda::upload_chunk_plan(ctx, xs, "clip_by_norm");
+  if (plan.blocks == 0) return;
+  cuda::clip_by_norm_kernel<T><<<plan.blocks, cuda::adamw_block, 0, cuda::stream_of(ctx)>>>(plan.tensors, plan.chunks,
+                                                                                          total_sq, max_norm);
+  MINIBERT_CUDA_CHECK(cudaGetLastError());
 }
 
-/// g (n) *= inv_scale in place; the device scalar *found_inf = 1 when an element is inf or NaN (never cleared)
+/// every g of the list *= inv_scale in place; the device scalar *found_inf = 1 when an element is inf or NaN (never
+/// cleared)
 template <class T>
-void backend<device::cuda>::non_finite_check_and_unscale(ctx_t& ctx, T* g, i64 n, A<T> inv_scale, A<T>* found_inf) {
-  cuda::launch_1d(cuda::non_finite_check_and_unscale_kernel<T>, n, cuda::stream_of(ctx), g, inv_scale, found_inf);
+void backend<device::cuda>::non_finite_check_and_unscale(ctx_t& ctx, std::span<const foreach_tensor<T>> gs,
+                                                         A<T> inv_scale, A<T>* found_inf) {
+  const auto plan = cuda::upload_chunk_plan(ctx, gs, "non_finite_check_and_unscale");
+  if (plan.blocks == 0) return;
+  cuda::non_finite_check_and_unscale_kernel<T><<<plan.blocks, cuda::adamw_block, 0, cuda::stream_of(ctx)>>>(
+      plan.tensors, plan.chunks, inv_scale, found_inf);
+  MINIBERT_CUDA_CHECK(cudaGetLastError());
 }
 
 } // namespace minibert

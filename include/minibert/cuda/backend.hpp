@@ -262,9 +262,13 @@ template <> struct backend<device::cuda> {
   // optimizer
   template <class T>
   static void adamw_step(ctx_t&, std::span<const adamw_tensor<T>> tensors, const adamw_coefficients<A<T>>& c);
-  template <class T> static void sum_squares(ctx_t&, const T* x, i64 n, double* total);
-  template <class T> static void clip_by_norm(ctx_t&, T* x, i64 n, const double* total_sq, double max_norm);
-  template <class T> static void non_finite_check_and_unscale(ctx_t&, T* g, i64 n, A<T> inv_scale, A<T>* found_inf);
+  template <class T>
+  static void sum_squares(ctx_t&, std::span<const foreach_tensor<const T>> xs, double* total);
+  template <class T>
+  static void clip_by_norm(ctx_t&, std::span<const foreach_tensor<T>> xs, const double* total_sq, double max_norm);
+  template <class T>
+  static void non_finite_check_and_unscale(ctx_t&, std::span<const foreach_tensor<T>> gs, A<T> inv_scale,
+                                           A<T>* found_inf);
 
   // optional: the caching allocator's statistics
   static void empty_cache(ctx_t&);

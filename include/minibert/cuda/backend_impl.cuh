@@ -145,10 +145,13 @@ namespace minibert {
 #define MINIBERT_CUDA_INSTANTIATE_ADAMW(T)                                                                          \
   template void MINIBERT_CUDA_B::adamw_step<T>(MINIBERT_CUDA_CTX, std::span<const adamw_tensor<T>>,                \
                                                const adamw_coefficients<acc_t<T>>&);                                \
-  template void MINIBERT_CUDA_B::sum_squares<T>(MINIBERT_CUDA_CTX, const T*, MINIBERT_CUDA_I64, double*);           \
-  template void MINIBERT_CUDA_B::clip_by_norm<T>(MINIBERT_CUDA_CTX, T*, MINIBERT_CUDA_I64, const double*, double);  \
-  template void MINIBERT_CUDA_B::non_finite_check_and_unscale<T>(MINIBERT_CUDA_CTX, T*, MINIBERT_CUDA_I64,          \
-                                                                 acc_t<T>, acc_t<T>*);
+  template void MINIBERT_CUDA_B::sum_squares<T>(MINIBERT_CUDA_CTX, std::span<const foreach_tensor<const T>>,       \
+                                                double*);                                                           \
+  template void MINIBERT_CUDA_B::clip_by_norm<T>(MINIBERT_CUDA_CTX, std::span<const foreach_tensor<T>>,             \
+                                                 const double*, double);                                            \
+  template void MINIBERT_CUDA_B::non_finite_check_and_unscale<T>(MINIBERT_CUDA_CTX,                                 \
+                                                                 std::span<const foreach_tensor<T>>, acc_t<T>,      \
+                                                                 acc_t<T>*);
 
 // every member over the floating types
 #define MINIBERT_CUDA_INSTANTIATE_FLOATING(T)                                                                       \
