@@ -125,6 +125,37 @@ TEST_CASE_TEMPLATE("autograd: the same leaf twice and shared gradient buffers ar
   }
 }
 
+TEST_CASE_TEMPLATE("autograd: a gradient nothing else holds is accumulated in place; a shared one never is", T,
+                   float, double) {
+  SUBCASE("sole handle: the second gradient is added into the first one's buffer") {
+    variable<T> a = leaf<T>({1, 2, 3}, {3});
+    a.node_ptr()->add_grad(tensor<T>::from({1, 1, 1}, {3}));
+    const T* first = a.grad().data();
+    a.node_ptr()->add_grad(tensor<T>::from({10, 20, 30}, {3}));
+    CHECK(a.grad().data() == first); // no copy
+    CHECK(values(a.grad()) == std::vector<double>{11, 21, 31});
+  }
+  SUBCASE("shared: the sum goes to a buffer of the node's own, the other holder's values stay") {
+    variable<T> a = leaf<T>({1, 2, 3}, {3});
+    const tensor<T> held = tensor<T>::from({1, 1, 1}, {3});
+    a.node_ptr()->add_grad(held); // a second handle on the same storage
+    a.node_ptr()->add_grad(tensor<T>::from({10, 20, 30}, {3}));
+    CHECK(a.grad().data() != held.data());
+    CHECK(values(a.grad()) == std::vector<double>{11, 21, 31});
+    CHECK(values(held) == std::vector<double>{1, 1, 1});
+    a.node_ptr()->add_grad(tensor<T>::from({100, 100, 100}, {3})); // now its own: in place
+    CHECK(values(a.grad()) == std::vector<double>{111, 121, 131});
+  }
+  SUBCASE("a strided view is never accumulated into") {
+    variable<T> a = leaf<T>({1, 2}, {2, 1});
+    a.node_ptr()->add_grad(tensor<T>::from({1, 5, 2, 6}, {2, 2}).slice(1, 0, 1)); // column 0: {1, 2}, stride 2
+    CHECK_FALSE(a.grad().is_contiguous());
+    a.node_ptr()->add_grad(tensor<T>::from({10, 20}, {2, 1}));
+    CHECK(a.grad().is_contiguous());
+    CHECK(values(a.grad()) == std::vector<double>{11, 22});
+  }
+}
+
 TEST_CASE_TEMPLATE("autograd: inputs that do not require grad get none", T, float, double) {
   variable<T> a = leaf<T>({1, 2}, {2}), c = leaf<T>({3, 4}, {2}, false);
   variable<T> y = minibert::sum(a * c);

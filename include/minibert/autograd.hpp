@@ -76,23 +76,34 @@ template <class T, class Device> struct node {
     add_grad_untimed(std::move(g));
     timer.finish("backward (gradient accumulation)");
   }
+  /// @brief whether grad may be written in place: it is owned already, or it is contiguous and nothing else holds its
+  /// storage any more (the producer has let go: the usual case, which then costs no copy), when it becomes owned
+  bool take_grad_ownership() {
+    if (!grad_owned && grad.is_contiguous() && grad.sole_handle()) grad_owned = true;
+    return grad_owned && grad.is_contiguous();
+  }
   void add_grad_untimed(tensor_t g) {
     MINIBERT_CHECK(g.shape() == value.shape(), "autograd",
                    op << ": gradient of shape " << g.shape() << " for a value of shape " << value.shape());
     if (!grad.defined()) {
-      grad = std::move(g); // shared with the producer: copy before any in-place accumulation
+      grad = std::move(g); // maybe shared with the producer: copied before any in-place accumulation unless sole
       grad_owned = false;
       return;
     }
     auto& ctx = current_context<Device>();
-    if (!grad_owned) {
-      tensor_t own = tensor_t::empty(grad.shape());
-      backend<Device>::copy(ctx, contiguous(grad).data(), own.data(), own.numel());
-      grad = std::move(own);
-      grad_owned = true;
-    }
     const tensor_t gc = contiguous(g);
-    backend<Device>::axpy(ctx, T(1), gc.data(), grad.data(), grad.numel());
+    if (take_grad_ownership()) {
+      backend<Device>::axpy(ctx, T(1), gc.data(), grad.data(), grad.numel());
+      return;
+    }
+    // the gradient held so far is shared: the sum goes to a new buffer of this node's own, in one pass (the same
+    // values as a copy then axpy: held + g, rounded once)
+    const tensor_t held = contiguous(grad);
+    tensor_t sum = tensor_t::empty(grad.shape());
+    const shape strides = contiguous_strides(sum.shape());
+    backend<Device>::binary(ctx, binary_op::add, sum.shape(), held.data(), strides, gc.data(), strides, sum.data());
+    grad = std::move(sum);
+    grad_owned = true;
   }
 };
 

@@ -183,10 +183,11 @@ inline void check_weight_decay(double wd, std::size_t group) {
   MINIBERT_CHECK(std::isfinite(wd) && wd >= 0.0, "adamw", "param group " << group << ": weight decay " << wd << " < 0");
 }
 // the gradient as a contiguous tensor owned by the parameter alone, so it may be scaled in place: a leaf's
-// gradient can be a buffer shared with another leaf (an add passes one gradient to both inputs) or a strided view
+// gradient can be a buffer shared with another leaf (an add passes one gradient to both inputs) or a strided view,
+// which are copied first; one that nothing else holds is taken as it is
 template <class T, class D> const tensor<T, D>& owned_contiguous_grad(const variable<T, D>& p) {
   auto& n = *p.node_ptr();
-  if (!n.grad_owned || !n.grad.is_contiguous()) {
+  if (!n.take_grad_ownership()) {
     n.grad = clone(n.grad);
     n.grad_owned = true;
   }
@@ -427,6 +428,7 @@ tensor<double, D> clip_grad_norm_on_device(const std::vector<variable<T, D>>& pa
     to_sum.push_back({grads.back().data(), grads.back().numel()});
   }
   backend<D>::sum_squares(ctx, std::span<const foreach_tensor<const T>>(to_sum), sum_sq.data());
+  grads.clear(); // queued: the parameters' gradients are held by the parameters alone again (no copy below)
   no_grad guard;
   std::vector<foreach_tensor<T>> to_clip;
   for (const auto& p : params) {

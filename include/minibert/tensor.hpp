@@ -222,6 +222,8 @@ public:
   T* data() const { return storage_ ? storage_->data() + offset_ : nullptr; }
   const std::shared_ptr<storage<T, Device>>& storage_ptr() const { return storage_; }
   bool shares_storage(const tensor& o) const { return storage_ && storage_ == o.storage_; }
+  /// @brief whether this is the only handle on its storage, so that writing into it in place is seen nowhere else
+  bool sole_handle() const { return storage_ && storage_.use_count() == 1; }
 
   bool is_contiguous() const { return strides_ == contiguous_strides(shape_) || numel() <= 1; }
 
