@@ -310,16 +310,8 @@ template <class T> bool check_fused(const attn_case& c, matmul_precision prec, a
 /// runs body with ctx.attention = provider, restoring the provider and the matmul precision however it ends
 template <class F> void with_provider(attention_provider provider, F&& body) {
   auto& ctx = current_context<cuda>();
-  struct restore {
-    context<cuda>& ctx;
-    attention_provider a = ctx.attention;
-    matmul_precision m = ctx.matmul;
-    ~restore() {
-      ctx.attention = a;
-      ctx.matmul = m;
-    }
-  } saved{ctx};
-  ctx.attention = provider;
+  const test::scoped_value chosen(ctx.attention, provider);
+  const test::scoped_value precision(ctx.matmul, ctx.matmul); // bodies may change it
   body();
 }
 template <class F> void with_flash(F&& body) { with_provider(attention_provider::flash, body); }

@@ -190,18 +190,9 @@ std::vector<gemm_case> cases() {
 /// however it ends, and checks that the own kernel ran when it was chosen
 template <class F> void with_provider(gemm_provider p, matmul_precision prec, F&& body) {
   auto& ctx = current_context<cuda>();
-  struct restore {
-    context<cuda>& ctx;
-    gemm_provider p = ctx.gemm;
-    matmul_precision m = ctx.matmul;
-    ~restore() {
-      ctx.gemm = p;
-      ctx.matmul = m;
-    }
-  } saved{ctx};
+  const test::scoped_value provider(ctx.gemm, p);
+  const test::scoped_value precision(ctx.matmul, prec);
   const std::uint64_t before = ctx.own_gemm_launches;
-  ctx.gemm = p;
-  ctx.matmul = prec;
   body();
   if (p == gemm_provider::own)
     CHECK_MESSAGE(ctx.own_gemm_launches > before, "the own GEMM did not run (it needs compute capability 8.0+)");
@@ -212,17 +203,8 @@ template <class F> void with_provider(gemm_provider p, matmul_precision prec, F&
 /// product), restoring both however it ends
 template <class F> void with_wgmma(bool on, int width, F&& body) {
   auto& ctx = current_context<cuda>();
-  struct restore {
-    context<cuda>& ctx;
-    bool on = ctx.own_gemm_wgmma;
-    int width = ctx.own_gemm_wgmma_width;
-    ~restore() {
-      ctx.own_gemm_wgmma = on;
-      ctx.own_gemm_wgmma_width = width;
-    }
-  } saved{ctx};
-  ctx.own_gemm_wgmma = on;
-  ctx.own_gemm_wgmma_width = width;
+  const test::scoped_value allowed(ctx.own_gemm_wgmma, on);
+  const test::scoped_value block_width(ctx.own_gemm_wgmma_width, width);
   body();
 }
 

@@ -268,4 +268,18 @@ struct thread_count_guard {
   ~thread_count_guard() { minibert::set_num_threads(prev); }
 };
 
+/// @brief sets a field (of a context, say) to a value for the life of this object, and restores its old value however
+/// the scope ends
+template <class T> class scoped_value {
+public:
+  scoped_value(T& field, T value) : field_(field), saved_(field) { field_ = value; }
+  ~scoped_value() { field_ = saved_; }
+  scoped_value(const scoped_value&) = delete;
+  scoped_value& operator=(const scoped_value&) = delete;
+
+private:
+  T& field_;
+  T saved_;
+};
+
 } // namespace test
