@@ -19,6 +19,7 @@
 #include <cstdint>     // int64_t, int32_t, uint8_t, uint64_t
 #include <iostream>    // cout (skip line)
 #include <limits>      // numeric_limits
+#include <span>        // span (the multi-tensor members)
 #include <string>      // string
 #include <type_traits> // is_same_v
 #include <vector>      // vector
@@ -987,6 +988,41 @@ TEST_CASE_TEMPLATE("backend_ops.adamw_step over a list of tensors", D, MINIBERT_
   check_adamw_list<minibert::bfloat16, D>();
 }
 
+// the multi-tensor members on lists longer than a GPU's reduction block (1,500 tensors: 1,500 partial sums), with an
+// empty tensor in them, onto a total that is not zero; and on empty lists
+TEST_CASE_TEMPLATE("backend_ops.sum_squares and clip_by_norm over long lists", D, MINIBERT_TEST_DEVICES) {
+  BACKEND_OPS_SKIP_UNLESS_USABLE(D);
+  auto& ctx = minibert::current_context<D>();
+  constexpr std::int64_t tensors = 1500;
+  const htensor<T> hx = random_tensor<T>({tensors}, 207);
+  dtensor<T, D> dx = up<D>(minibert::clone(hx)); // (on the CPU, up shares storage: the clip must not reach hx)
+  std::vector<minibert::foreach_tensor<T>> list;
+  for (std::int64_t i = 0; i < tensors; ++i) {
+    list.push_back({dx.data() + i, 1});
+    if (i == 700) list.push_back({dx.data() + i, 0});
+  }
+  std::vector<minibert::foreach_tensor<const T>> clist;
+  for (const auto& t : list) clist.push_back({t.data, t.n});
+  double want = 5.0;
+  for (const double e : values(hx)) want += e * e;
+  dtensor<double, D> total = up<D>(htensor<double>::full({1}, 5.0));
+  minibert::backend<D>::sum_squares(ctx, std::span<const minibert::foreach_tensor<const T>>(clist), total.data());
+  const double got = down(total).to_vector()[0];
+  CHECK_MESSAGE(std::abs(got - want) <= 1e-12 * want, "sum_squares " << got << ", want " << want << dev<D>());
+  // clip to half the norm: every element scaled by T(coef)
+  const double max_norm = std::sqrt(want) / 2, coef = max_norm / (std::sqrt(want) + 1e-6);
+  minibert::backend<D>::clip_by_norm(ctx, std::span<const minibert::foreach_tensor<T>>(list), total.data(), max_norm);
+  check_ref(down(dx), ref::scale(to_ref(hx), double(T(coef))), "clip_by_norm over 1,500 tensors" + dev<D>());
+  // empty lists: nothing happens
+  minibert::backend<D>::sum_squares(ctx, std::span<const minibert::foreach_tensor<const T>>(), total.data());
+  minibert::backend<D>::clip_by_norm(ctx, std::span<const minibert::foreach_tensor<T>>(), total.data(), 0.0);
+  dtensor<minibert::acc_t<T>, D> found = up<D>(htensor<minibert::acc_t<T>>::full({1}, 0));
+  minibert::backend<D>::non_finite_check_and_unscale(ctx, std::span<const minibert::foreach_tensor<T>>(), T(2),
+                                                      found.data());
+  CHECK(down(total).to_vector()[0] == got);
+  CHECK(down(found).to_vector()[0] == 0);
+}
+
 TEST_CASE_TEMPLATE("backend_ops.clip_grad_norm", D, MINIBERT_TEST_DEVICES) {
   BACKEND_OPS_SKIP_UNLESS_USABLE(D);
   // b spans two of a GPU's 2^16-element chunks
@@ -1001,8 +1037,10 @@ TEST_CASE_TEMPLATE("backend_ops.clip_grad_norm", D, MINIBERT_TEST_DEVICES) {
           c(up<D>(random_tensor<T>({4}, 205)), true); // c has no gradient: skipped
       set_grad(a, ga);
       set_grad(b, gb);
+      const T* a_grad = a.grad().data();
       const double max_norm = factor * norm;
       const double got = minibert::clip_grad_norm<T, D>({a, b, c}, max_norm);
+      CHECK(a.grad().data() == a_grad); // held by a alone: scaled in place, not copied first
       const std::string tag = std::string("clip_grad_norm ") + (factor < 1 ? "clipped" : "unclipped") + dev<D>();
       check_scalar(T(got), norm, tag + " norm");
       CHECK_FALSE(c.has_grad());

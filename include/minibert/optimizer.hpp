@@ -15,6 +15,7 @@
 #include <span>          // span (checkpoint reads, the gradient lists)
 #include <string>        // string
 #include <string_view>   // string_view
+#include <unordered_map> // unordered_map (parameters listed twice)
 #include <unordered_set> // unordered_set (duplicate parameters)
 #include <utility>       // move
 #include <vector>        // vector
@@ -192,6 +193,22 @@ template <class T, class D> const tensor<T, D>& owned_contiguous_grad(const vari
     n.grad_owned = true;
   }
   return n.grad;
+}
+// the parameters' gradients (owned_contiguous_grad) as lists for the multi-tensor ops, in rounds: a parameter listed
+// k times is in the first k lists, so that no list holds a tensor twice (a GPU updates a list's tensors all at once)
+// and the parameter is still updated k times, as torch's loops over the list do. Usually one list.
+template <class T, class D>
+std::vector<std::vector<foreach_tensor<T>>> owned_grad_lists(const std::vector<variable<T, D>>& params) {
+  std::vector<std::vector<foreach_tensor<T>>> rounds;
+  std::unordered_map<const void*, std::size_t> listed;
+  for (const auto& p : params) {
+    if (!p.defined() || !p.has_grad()) continue;
+    const std::size_t round = listed[p.node_ptr().get()]++;
+    const tensor<T, D>& g = owned_contiguous_grad(p);
+    if (rounds.size() <= round) rounds.emplace_back();
+    rounds[round].push_back({g.data(), g.numel()});
+  }
+  return rounds;
 }
 } // namespace detail
 
@@ -430,13 +447,8 @@ tensor<double, D> clip_grad_norm_on_device(const std::vector<variable<T, D>>& pa
   backend<D>::sum_squares(ctx, std::span<const foreach_tensor<const T>>(to_sum), sum_sq.data());
   grads.clear(); // queued: the parameters' gradients are held by the parameters alone again (no copy below)
   no_grad guard;
-  std::vector<foreach_tensor<T>> to_clip;
-  for (const auto& p : params) {
-    if (!p.defined() || !p.has_grad()) continue;
-    const tensor<T, D>& g = detail::owned_contiguous_grad(p);
-    to_clip.push_back({g.data(), g.numel()});
-  }
-  backend<D>::clip_by_norm(ctx, std::span<const foreach_tensor<T>>(to_clip), sum_sq.data(), max_norm);
+  for (const auto& list : detail::owned_grad_lists(params))
+    backend<D>::clip_by_norm(ctx, std::span<const foreach_tensor<T>>(list), sum_sq.data(), max_norm);
   return sum_sq;
 }
 

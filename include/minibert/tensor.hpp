@@ -5,6 +5,7 @@
 
 #include <algorithm>        // copy, fill
 #include <array>            // array (shape's fixed-capacity dims)
+#include <atomic>           // atomic_thread_fence (sole_handle)
 #include <cstddef>          // size_t
 #include <cstdint>          // int64_t
 #include <initializer_list> // initializer_list
@@ -222,8 +223,14 @@ public:
   T* data() const { return storage_ ? storage_->data() + offset_ : nullptr; }
   const std::shared_ptr<storage<T, Device>>& storage_ptr() const { return storage_; }
   bool shares_storage(const tensor& o) const { return storage_ && storage_ == o.storage_; }
-  /// @brief whether this is the only handle on its storage, so that writing into it in place is seen nowhere else
-  bool sole_handle() const { return storage_ && storage_.use_count() == 1; }
+  /// @brief whether this is the only handle on its storage and covers all of it, so that writing into it in place is
+  /// seen nowhere else (and keeps nothing else alive). Handles are not shared across threads: the acquire fence orders
+  /// this thread's writes after whatever the last other holder did before it let go.
+  bool sole_handle() const {
+    if (!storage_ || storage_.use_count() != 1 || offset_ != 0 || std::size_t(numel()) != storage_->size()) return false;
+    std::atomic_thread_fence(std::memory_order_acquire);
+    return true;
+  }
 
   bool is_contiguous() const { return strides_ == contiguous_strides(shape_) || numel() <= 1; }
 

@@ -13,6 +13,7 @@
 #endif
 
 #include <algorithm>   // min, max
+#include <cstring>     // memcpy (the packed plan)
 #include <cstdint>     // int64_t
 #include <span>        // span
 #include <type_traits> // is_same_v
@@ -143,11 +144,14 @@ chunk_plan<Entry> upload_chunk_plan(context<device::cuda>& ctx, std::span<const 
   if (chunks.empty()) return {};
   MINIBERT_CHECK(chunks.size() <= 0x7fffffffu, op, chunks.size() << " chunks of " << chunk_elems
                                                                << " elements: beyond one launch");
+  // the table and the chunk list packed into one host buffer: one upload (one slot of the upload ring) per plan
   auto round_up = [](std::size_t b) { return (b + 255) / 256 * 256; };
   const std::size_t table = round_up(tensors.size_bytes()), list = round_up(chunks.size() * sizeof(tensor_chunk));
+  std::vector<unsigned char> packed(table + list);
+  std::memcpy(packed.data(), tensors.data(), tensors.size_bytes());
+  std::memcpy(packed.data() + table, chunks.data(), chunks.size() * sizeof(tensor_chunk));
   auto* dev = static_cast<unsigned char*>(ctx.scratch_bytes(table + list + extra_bytes));
-  staged_upload(ctx, tensors.data(), dev, tensors.size_bytes());
-  staged_upload(ctx, chunks.data(), dev + table, chunks.size() * sizeof(tensor_chunk));
+  staged_upload(ctx, packed.data(), dev, packed.size());
   return {reinterpret_cast<const Entry*>(dev), reinterpret_cast<const tensor_chunk*>(dev + table),
           extra_bytes ? dev + table + list : nullptr, static_cast<unsigned>(chunks.size())};
 }
@@ -170,7 +174,7 @@ void backend<device::cuda>::adamw_step(ctx_t& ctx, std::span<const adamw_tensor<
 }
 
 /// total[0] += the sum of x^2 over every x of the list (double, on the device): a partial per chunk, then their sum in
-/// chunk order (the same on every run)
+/// a fixed order (the same on every run)
 template <class T>
 void backend<device::cuda>::sum_squares(ctx_t& ctx, std::span<const foreach_tensor<const T>> xs, double* total) {
   std::size_t chunks = 0;

@@ -116,7 +116,7 @@ template <> struct context<device::cuda> {
   std::size_t staging_bytes = 0;
   /// small uploads (a batch's ids and masks) go through a ring of pinned slots, each reused only after the copy that
   /// last read it completed (its event), so an upload never waits for the kernels queued before it
-  static constexpr int upload_slots = 8;
+  static constexpr int upload_slots = 16; // a step makes about 10 small uploads (batch, optimizer plans)
   static constexpr std::size_t upload_slot_bytes = std::size_t(1) << 20;
   void* upload_ring = nullptr;                  ///< upload_slots x upload_slot_bytes of pinned memory
   void* upload_events[upload_slots] = {};       ///< cudaEvent_t per slot

@@ -20,7 +20,7 @@
 #include <cstdint>  // int64_t, int32_t
 #include <limits>   // numeric_limits
 #include <optional> // optional (found_inf read once per step)
-#include <span>     // span (the gradient list)
+#include <span>     // span (the gradient lists)
 #include <string>   // string
 #include <vector>   // vector
 
@@ -168,16 +168,13 @@ template <class T, class D> void grad_scaler<T, D>::unscale(const std::vector<va
   if (!found_inf_dev_.defined()) found_inf_dev_ = tensor<A, D>::empty({1});
   backend<D>::fill(ctx, found_inf_dev_.data(), 1, A(0)); // torch: found_inf = torch.full((1,), 0.0) per unscale_
   no_grad guard;
-  std::vector<foreach_tensor<T>> grads;
-  for (const auto& p : params) {
-    if (!p.defined() || !p.has_grad()) continue;
-    // scaled in place: a gradient buffer shared by two parameters is first copied, or it would be unscaled twice
-    const tensor_t& g = detail::owned_contiguous_grad(p);
-    grads.push_back({g.data(), g.numel()});
+  checked_ = 0; // gradients unscaled
+  // scaled in place: a gradient buffer shared by two parameters is first copied, or it would be unscaled twice
+  for (const auto& list : detail::owned_grad_lists(params)) {
+    backend<D>::non_finite_check_and_unscale(ctx, std::span<const foreach_tensor<T>>(list), inv_scale,
+                                             found_inf_dev_.data());
+    checked_ += std::int64_t(list.size());
   }
-  backend<D>::non_finite_check_and_unscale(ctx, std::span<const foreach_tensor<T>>(grads), inv_scale,
-                                           found_inf_dev_.data());
-  checked_ = std::int64_t(grads.size()); // gradients unscaled
   found_inf_.reset();
   // torch records no inf check without a gradient, and its step() and update() then refuse to run; staying ready
   // gives the same errors here without leaving the scaler stuck between unscale and update
