@@ -115,7 +115,7 @@ bert_inputs<device::cpu> to_inputs(const micro_batch& b) {
     for (auto& r : v) f.insert(f.end(), r.begin(), r.end());
     return tensor<std::int32_t>::from(f, {b.B, b.T});
   };
-  return {flat(b.ids), flat(b.mask), flat(b.types)};
+  return {flat(b.ids), flat(b.mask), flat(b.types), {}}; // position ids: the default 0..T-1
 }
 
 // ------------------------------------------------------------------------------------------------ the PyTorch side
