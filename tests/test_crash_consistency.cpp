@@ -464,6 +464,33 @@ TEST_CASE("SIGKILL at 32 instants, many inside checkpoint and final-model writes
   CHECK(inside_write >= 5);
 }
 
+TEST_CASE("a kill between publishing a checkpoint and rotating the oldest away: the resumed run finishes the rotation") {
+  // the state such a kill leaves after the last save: three complete checkpoints where --save-total-limit keeps two
+  // (the SIGKILL case above reaches it only when a kill lands in that window); resuming from the newest, which is the
+  // last step, saves nothing more
+  use_work_dir("rotation");
+  const reference_run& ref = reference();
+  const fs::path out = work / "rotation_after_kill";
+  fs::remove_all(out);
+  for (int s = max_steps - 2 * save_steps; s <= max_steps; s += save_steps) {
+    const fs::path dir = out / ("checkpoint-" + std::to_string(s));
+    fs::create_directories(dir);
+    for (const auto& [file, bytes] : ref.checkpoint.at(s)) {
+      std::ofstream f(dir / file, std::ios::binary);
+      f << bytes;
+    }
+  }
+  const fs::path newest = out / ("checkpoint-" + std::to_string(max_steps));
+  const result r = run(train_args(out, {"--resume-from-checkpoint", newest.string()}), out.string() + ".log");
+  REQUIRE_MESSAGE(r.code == 0, r.out);
+  check_same_as_reference(out, ref);
+  std::set<std::string> dirs;
+  for (const auto& e : fs::directory_iterator(out))
+    if (checkpoint_step(e.path().filename().string()) > 0) dirs.insert(e.path().filename().string());
+  CHECK(dirs == ref.checkpoint_dirs);
+  fs::remove_all(out);
+}
+
 TEST_CASE("a full disk at the second checkpoint: exit code 1, an error naming the file and ENOSPC, checkpoint-2 intact") {
   use_work_dir("full_disk");
   const fs::path mnt = work / "full_disk_mnt", copy = work / "full_disk_copy", log = work / "full_disk.log";

@@ -126,6 +126,7 @@ private:
   /// .checkpoint-N.del, atomic_write's temporary files) and, on resume, lists its checkpoint-N up to the resumed
   /// step (oldest first) so that --save-total-limit counts them, as the Trainer's rotation does
   void tidy_output_dir();
+  void rotate_checkpoints();
   void start_gradient_reducer();
   void log_gradient_reduction(double train_seconds);
   bool improved(double value) const {
@@ -301,14 +302,18 @@ template <class T, class Device> void trainer<T, Device>::save_checkpoint(std::i
   sync_directory(args_.output_dir, "trainer", final_dir.string() + ": saved, but"); // the rename survives a power loss
   std::erase(saved_checkpoints_, final_dir.string());
   saved_checkpoints_.push_back(final_dir.string());
-  if (args_.save_total_limit > 0) {
-    // delete the oldest, but never the best one when it will be reloaded
-    while (std::int64_t(saved_checkpoints_.size()) > args_.save_total_limit) {
-      auto victim = saved_checkpoints_.begin();
-      if (args_.load_best_model_at_end && *victim == best_checkpoint_ && saved_checkpoints_.size() > 1) ++victim;
-      discard_checkpoint_dir(*victim);
-      saved_checkpoints_.erase(victim);
-    }
+  rotate_checkpoints();
+}
+
+/// @brief --save-total-limit: deletes the oldest checkpoints beyond the limit, but never the best one when it will be
+/// reloaded
+template <class T, class Device> void trainer<T, Device>::rotate_checkpoints() {
+  if (args_.save_total_limit <= 0) return;
+  while (std::int64_t(saved_checkpoints_.size()) > args_.save_total_limit) {
+    auto victim = saved_checkpoints_.begin();
+    if (args_.load_best_model_at_end && *victim == best_checkpoint_ && saved_checkpoints_.size() > 1) ++victim;
+    discard_checkpoint_dir(*victim);
+    saved_checkpoints_.erase(victim);
   }
 }
 
@@ -364,6 +369,9 @@ template <class T, class Device> void trainer<T, Device>::tidy_output_dir() {
   std::sort(found.begin(), found.end());
   for (const auto& [step, dir] : found)
     if (step <= global_step_) saved_checkpoints_.push_back(dir);
+  // a run killed between publishing a checkpoint and deleting the oldest one left one too many: finish its rotation
+  // (the resumed run may save nothing more to trigger it)
+  rotate_checkpoints();
 }
 
 template <class T, class Device> void trainer<T, Device>::load_checkpoint(const std::filesystem::path& dir) {
