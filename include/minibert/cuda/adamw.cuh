@@ -126,7 +126,8 @@ __global__ void non_finite_check_and_unscale_kernel(const foreach_tensor<T>* __r
 }
 
 /// @brief a multi-tensor launch (apex's multi_tensor_apply) in device scratch: the list of tensors, one chunk per
-/// block, and `extra_bytes` more for the caller (null when zero); blocks == 0 when the list holds no element
+/// block, and `extra_per_chunk` more bytes per chunk for the caller (null when zero); blocks == 0 when the list holds
+/// no element
 template <class Entry> struct chunk_plan {
   const Entry* tensors = nullptr;
   const tensor_chunk* chunks = nullptr;
@@ -135,7 +136,7 @@ template <class Entry> struct chunk_plan {
 };
 template <class Entry>
 chunk_plan<Entry> upload_chunk_plan(context<device::cuda>& ctx, std::span<const Entry> tensors, const char* op,
-                                    std::size_t extra_bytes = 0) {
+                                    std::size_t extra_per_chunk = 0) {
   std::vector<tensor_chunk> chunks;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
     MINIBERT_CHECK(tensors[i].n >= 0, op, "tensor " << i << " of " << tensors.size() << ": n = " << tensors[i].n);
@@ -147,6 +148,7 @@ chunk_plan<Entry> upload_chunk_plan(context<device::cuda>& ctx, std::span<const 
   // the table and the chunk list packed into one host buffer: one upload (one slot of the upload ring) per plan
   auto round_up = [](std::size_t b) { return (b + 255) / 256 * 256; };
   const std::size_t table = round_up(tensors.size_bytes()), list = round_up(chunks.size() * sizeof(tensor_chunk));
+  const std::size_t extra_bytes = extra_per_chunk * chunks.size();
   std::vector<unsigned char> packed(table + list);
   std::memcpy(packed.data(), tensors.data(), tensors.size_bytes());
   std::memcpy(packed.data() + table, chunks.data(), chunks.size() * sizeof(tensor_chunk));
@@ -177,9 +179,7 @@ void backend<device::cuda>::adamw_step(ctx_t& ctx, std::span<const adamw_tensor<
 /// a fixed order (the same on every run)
 template <class T>
 void backend<device::cuda>::sum_squares(ctx_t& ctx, std::span<const foreach_tensor<const T>> xs, double* total) {
-  std::size_t chunks = 0;
-  for (const auto& x : xs) chunks += std::size_t(cuda::ceil_div(std::max<i64>(x.n, 0), cuda::chunk_elems));
-  const auto plan = cuda::upload_chunk_plan(ctx, xs, "sum_squares", chunks * sizeof(double));
+  const auto plan = cuda::upload_chunk_plan(ctx, xs, "sum_squares", sizeof(double)); // one partial per chunk
   if (plan.blocks == 0) return;
   cudaStream_t stream = cuda::stream_of(ctx);
   double* partial = static_cast<double*>(plan.extra);

@@ -10,6 +10,7 @@
 #endif
 
 #include <cstdint>     // int64_t, uint16_t
+#include <optional>    // optional (once_per_device)
 #include <string>      // string, to_string (error messages)
 #include <type_traits> // is_same_v
 
@@ -167,6 +168,17 @@ __device__ __forceinline__ i64 strided_offset(i64 i, const dims6& sizes, const d
     }
   }
   return off;
+}
+
+/// @brief compute(device) for the current device, worked out once per device and kept (one cache per call site: each
+/// lambda type has its own); `fallback` when the current device cannot be queried
+template <class F> auto once_per_device(F compute, decltype(compute(0)) fallback) {
+  constexpr int max_devices = 64;
+  static std::optional<decltype(compute(0))> known[max_devices];
+  int dev = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= max_devices) return fallback;
+  if (!known[dev]) known[dev] = compute(dev);
+  return *known[dev];
 }
 
 /// @brief `kernel` allowed `bytes` of dynamic shared memory on the current device (once per device and kernel: a

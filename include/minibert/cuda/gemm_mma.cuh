@@ -525,17 +525,14 @@ __global__ void __launch_bounds__(threads, 1)
 /// newer, so that it has the tensor-core instructions; cached per device (one cache per kernel type). A build for
 /// older architectures only would run the kernels' trap on a newer GPU: their callers fall back instead.
 template <class Kernel> bool sm80_binary(Kernel kernel) {
-  constexpr int max_devices = 64;
-  static signed char known[max_devices] = {}; // 0 unknown, 1 yes, -1 no
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= max_devices) return false;
-  if (known[dev] == 0) {
-    cudaFuncAttributes attr{};
-    const bool ok = cudaFuncGetAttributes(&attr, kernel) == cudaSuccess && attr.binaryVersion >= 80;
-    (void)cudaGetLastError(); // a kernel image the device cannot run is "no", not a sticky error
-    known[dev] = ok ? 1 : -1;
-  }
-  return known[dev] > 0;
+  return once_per_device(
+      [kernel](int) {
+        cudaFuncAttributes attr{};
+        const bool ok = cudaFuncGetAttributes(&attr, kernel) == cudaSuccess && attr.binaryVersion >= 80;
+        (void)cudaGetLastError(); // a kernel image the device cannot run is "no", not a sticky error
+        return ok;
+      },
+      false);
 }
 
 /// @brief whether gemm_mma.cuh's kernels can run on the current device (else cuBLASLt takes their products)

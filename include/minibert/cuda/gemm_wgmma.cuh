@@ -347,38 +347,33 @@ template <int = 0> __global__ void probe_kernel(int* built) {
 /// @brief whether the current device runs these kernels: compute capability 9.0 and a binary built for sm_90a
 /// (probe_kernel, run once per device, tells which binary the device picked); cached per device
 inline bool ready() {
-  constexpr int max_devices = 64;
-  static signed char known[max_devices] = {}; // 0 unknown, 1 yes, -1 no
-  int dev = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || dev < 0 || dev >= max_devices) return false;
-  if (known[dev] == 0) {
-    int major = 0, minor = 0, built = 0;
-    int* flag = nullptr;
-    bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
-              cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess && major == 9 &&
-              minor == 0 && cudaMalloc(&flag, sizeof(int)) == cudaSuccess;
-    if (ok) {
-      probe_kernel<<<1, 1>>>(flag);
-      ok = cudaGetLastError() == cudaSuccess &&
-           cudaMemcpy(&built, flag, sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess && built == 1;
-    }
-    if (flag) cudaFree(flag);
-    (void)cudaGetLastError(); // a kernel image the device cannot run is "no", not a sticky error
-    known[dev] = ok ? 1 : -1;
-  }
-  return known[dev] > 0;
+  return once_per_device(
+      [](int dev) {
+        int major = 0, minor = 0, built = 0;
+        int* flag = nullptr;
+        bool ok = cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev) == cudaSuccess &&
+                  cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev) == cudaSuccess &&
+                  major == 9 && minor == 0 && cudaMalloc(&flag, sizeof(int)) == cudaSuccess;
+        if (ok) {
+          probe_kernel<<<1, 1>>>(flag);
+          ok = cudaGetLastError() == cudaSuccess &&
+               cudaMemcpy(&built, flag, sizeof(int), cudaMemcpyDeviceToHost) == cudaSuccess && built == 1;
+        }
+        if (flag) cudaFree(flag);
+        (void)cudaGetLastError(); // a kernel image the device cannot run is "no", not a sticky error
+        return ok;
+      },
+      false);
 }
 
-/// @brief the current device's multiprocessor count, cached per device (132 on an H100 SXM)
+/// @brief the current device's multiprocessor count, cached per device (132 on an H100 SXM, assumed when unknown)
 inline int multiprocessors() {
-  constexpr int max_devices = 64;
-  static int known[max_devices] = {};
-  int dev = 0;
-  MINIBERT_CUDA_CHECK(cudaGetDevice(&dev));
-  if (dev < 0 || dev >= max_devices) return 132;
-  if (known[dev] == 0)
-    MINIBERT_CUDA_CHECK(cudaDeviceGetAttribute(&known[dev], cudaDevAttrMultiProcessorCount, dev));
-  return known[dev];
+  return once_per_device(
+      [](int dev) {
+        int sms = 0;
+        return cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) == cudaSuccess && sms > 0 ? sms : 132;
+      },
+      132);
 }
 
 /// @brief the driver's cuTensorMapEncodeTiled, through the runtime (no link against libcuda); null when unavailable
