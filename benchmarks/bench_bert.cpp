@@ -5,6 +5,8 @@
 //   BM_BertTrainStep_CpuF32/B/T  forward + backward in train mode (dropout 0.1), gradients zeroed each step
 //   BM_Bert*_CpuBF16/B/T         the same under autocast<device::cpu>(bf16): matmuls in bf16, fp32 accumulation
 //   BM_Bert*_CudaF32/B/T         the same on the GPU (with the CUDA backend built; skipped without a GPU)
+//   BM_BertTrainStep_CudaBF16/B/T       the training step under autocast<device::cuda>(bf16)
+//   BM_BertTrainStep_CudaBF16Graph/B/T  the same step replayed as a CUDA graph (training/step_graphs.hpp)
 // Counters: samples/s, and peak_rss_mb (getrusage: the whole process, so run one benchmark per process with
 // --benchmark_filter, as benchmarks/run_bert_bench.sh does). The PyTorch side is bench_bert_torch.py.
 #include <benchmark/benchmark.h>
@@ -20,6 +22,8 @@
 #include <sys/resource.h> // getrusage
 
 #include <cstdlib>
+#include <optional>
+#include <sstream>
 #include <vector>
 
 using namespace minibert;
@@ -74,6 +78,39 @@ template <class D, matmul_precision P = matmul_precision::fp32> void bert_train_
   state.counters["peak_rss_mb"] = peak_rss_mb();
 }
 
+/// the same step through step_graphs (training/step_graphs.hpp): eager on the first iteration, captured on the
+/// second, replayed after (the graph's gradients are taken back where the eager loop zeroes them)
+template <class D, matmul_precision P> void bert_train_step_graphed(benchmark::State& state) {
+  const std::int64_t B = state.range(0), T = state.range(1);
+  const bert_config c = bench::bert_base_config();
+  bert_for_sequence_classification<float, D> model(c);
+  generator gen(0);
+  model.init_weights(gen);
+  model.train();
+  std::vector<std::int32_t> y(B);
+  for (std::int64_t i = 0; i < B; ++i) y[i] = std::int32_t(i % 2);
+  const model_batch<D> mb = to_device<D>(model_batch<>{bench::random_batch(B, T, c.vocab_size), tensor<std::int32_t>::from(y, {B}), B});
+  std::ostringstream log;
+  step_graphs<float, D> graphs(1, log);
+  const auto forward_backward = [&](const model_batch<D>& b, const tensor<float, D>& seed) {
+    autocast<D> mixed(P);
+    auto loss = model.loss(model.forward(b.inputs, gen), b.labels);
+    loss.backward(seed);
+    return loss.value();
+  };
+  for (auto _ : state) {
+    std::optional<tensor<float, D>> loss = graphs.run(mb, model.parameters(), gen, 1.0f, forward_backward);
+    if (!loss) loss = forward_backward(mb, full_on<float, D>({1}, 1.0f));
+    benchmark::DoNotOptimize(item(*loss));
+    graphs.reclaim(model.parameters());
+    model.zero_grad();
+  }
+  if (graphs.replays() == 0) state.SkipWithError(("no step was replayed: " + log.str()).c_str());
+  state.counters["replays"] = double(graphs.replays());
+  state.counters["samples_per_s"] = benchmark::Counter(double(B) * state.iterations(), benchmark::Counter::kIsRate);
+  state.counters["peak_rss_mb"] = peak_rss_mb();
+}
+
 static void BM_BertInference_CpuF32(benchmark::State& state) { bert_inference<device::cpu>(state); }
 static void BM_BertTrainStep_CpuF32(benchmark::State& state) { bert_train_step<device::cpu>(state); }
 BENCHMARK(BM_BertInference_CpuF32)->Args({32, 128})->Unit(benchmark::kMillisecond)->MinTime(20)->UseRealTime();
@@ -100,4 +137,13 @@ static void BM_BertInference_CudaF32(benchmark::State& state) { on_gpu<bert_infe
 static void BM_BertTrainStep_CudaF32(benchmark::State& state) { on_gpu<bert_train_step<device::cuda>>(state); }
 BENCHMARK(BM_BertInference_CudaF32)->Args({32, 128})->Unit(benchmark::kMillisecond)->MinTime(2)->UseRealTime();
 BENCHMARK(BM_BertTrainStep_CudaF32)->Args({32, 128})->Unit(benchmark::kMillisecond)->MinTime(3)->UseRealTime();
+// bf16 autocast, eager and replayed as a CUDA graph (the launch overhead a graph removes: their ratio, one process)
+static void BM_BertTrainStep_CudaBF16(benchmark::State& state) {
+  on_gpu<bert_train_step<device::cuda, matmul_precision::bf16>>(state);
+}
+static void BM_BertTrainStep_CudaBF16Graph(benchmark::State& state) {
+  on_gpu<bert_train_step_graphed<device::cuda, matmul_precision::bf16>>(state);
+}
+BENCHMARK(BM_BertTrainStep_CudaBF16)->Args({32, 128})->Unit(benchmark::kMillisecond)->MinTime(3)->UseRealTime();
+BENCHMARK(BM_BertTrainStep_CudaBF16Graph)->Args({32, 128})->Unit(benchmark::kMillisecond)->MinTime(3)->UseRealTime();
 #endif

@@ -3,7 +3,8 @@
 # The GPU check, in two halves so that the GPU machine spends no time compiling:
 #   scripts/gpu_check.sh build [DIR]   here (nvcc needs no GPU): configures DIR (default build-gpu) and builds only the
 #                                      GPU programs: tests/test_backend_ops, tests/test_cuda_model, tests/test_cuda_gemm,
-#                                      tests/test_cuda_attention, tests/test_distributed (its NCCL case),
+#                                      tests/test_cuda_attention, tests/test_cuda_graphs, tests/test_distributed (its
+#                                      NCCL case),
 #                                      benchmarks/bench_bert, bench_gemm_cuda, bench_attention_cuda, gemm_workbench and
 #                                      attention_workbench
 #                                      into DIR/bundle (one shared backend library, sm_90a: about 40 MB)
@@ -18,8 +19,8 @@ mode=${1:-run}
 dir=${2:-build-gpu}
 
 programs="tests/test_backend_ops tests/test_cuda_model tests/test_cuda_gemm tests/test_cuda_attention
-          tests/test_distributed benchmarks/bench_bert benchmarks/bench_gemm_cuda benchmarks/bench_attention_cuda
-          benchmarks/gemm_workbench benchmarks/attention_workbench"
+          tests/test_cuda_graphs tests/test_distributed benchmarks/bench_bert benchmarks/bench_gemm_cuda
+          benchmarks/bench_attention_cuda benchmarks/gemm_workbench benchmarks/attention_workbench"
 
 if [ "$mode" = build ]; then
   set -e
@@ -29,7 +30,8 @@ if [ "$mode" = build ]; then
   cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DMINIBERT_CUDA=ON -DMINIBERT_BUILD_BENCHMARKS=ON \
         -DMINIBERT_NATIVE=OFF -DMINIBERT_BUILD_EXAMPLES=ON -DMINIBERT_CUDA_SHARED_BACKEND=ON \
         -DMINIBERT_TESTS_UNITY=OFF -DCMAKE_CUDA_ARCHITECTURES="${3:-90a}"
-  cmake --build "$dir" --target test_backend_ops test_cuda_model test_cuda_gemm test_cuda_attention test_distributed \
+  cmake --build "$dir" --target test_backend_ops test_cuda_model test_cuda_gemm test_cuda_attention test_cuda_graphs \
+                                test_distributed \
                                 bench_bert bench_gemm_cuda bench_attention_cuda gemm_workbench attention_workbench
   # the bundle the device tool carries (run's DIR): the programs and the backend library, nothing else
   rm -rf "$dir/bundle" && mkdir -p "$dir/bundle/tests" "$dir/bundle/benchmarks"
@@ -53,7 +55,7 @@ for p in $programs; do
   [ -n "$missing" ] && log "$exe: missing libraries: $missing"
 done
 # tests: doctest's JUnit report per program (fp32, TF32 off: the tolerances assume it)
-for t in test_backend_ops test_cuda_model test_cuda_gemm test_cuda_attention; do
+for t in test_backend_ops test_cuda_model test_cuda_gemm test_cuda_attention test_cuda_graphs; do
   log "running $t"
   env -u MINIBERT_ALLOW_TF32 timeout 240 "$dir/tests/$t" --reporters=junit --out="$out/$t.xml" >"$out/$t.log" 2>&1
   echo "exit $?" >>"$out/$t.log"
@@ -153,6 +155,16 @@ for name, fl in sorted(attn.items()):
         else:
             line += f", {label}: {o.get('error_message', 'no result')}"
     print(line)
+# the training step (bf16, batch 32, seq 128) eager and replayed as a CUDA graph, in one process
+steps = {k.split(":", 1)[1].split("/")[0]: v for k, v in summary["benchmarks"].items()
+         if k.startswith("bench_cuda_fp32:BM_BertTrainStep_CudaBF16")}
+eager, graph = steps.get("BM_BertTrainStep_CudaBF16", {}), steps.get("BM_BertTrainStep_CudaBF16Graph", {})
+if "real_time" in eager and "real_time" in graph:
+    print(f"train step bf16 32x128: eager {eager['real_time']:.2f} ms, CUDA graph {graph['real_time']:.2f} ms, "
+          f"speedup {eager['real_time'] / graph['real_time']:.3f}")
+else:
+    print(f"train step bf16 32x128: eager {eager.get('error_message', eager or 'no result')}, "
+          f"graph {graph.get('error_message', graph or 'no result')}")
 failed = [k for k, v in summary["tests"].items() if v != "passed"]
 print(json.dumps({"gpu": gpu, "cases": len(summary["tests"]), "failed": failed}, indent=1))
 PY

@@ -8,7 +8,9 @@
 #include <cstdint>   // int64_t, int32_t, uint8_t, uint64_t
 #include <cstdlib>   // malloc, free
 #include <map>       // map
+#include <memory>    // shared_ptr, make_shared (graphs)
 #include <set>       // set
+#include <sstream>   // ostringstream (graph log)
 #include <span>      // span
 #include <string>    // string
 #include <vector>    // vector
@@ -36,6 +38,8 @@ template <> struct device_memory<device::stub> {
 template <> struct context<device::stub> {
   std::vector<std::string> calls;
   matmul_precision matmul = matmul_precision::fp32;
+  bool capturing = false;            // between capture_begin and capture_end
+  std::vector<std::string> captured; // the calls recorded into the graph being captured
 };
 template <> context<device::stub>& default_context<device::stub>() {
   static context<device::stub> ctx;
@@ -46,12 +50,15 @@ template <> struct backend<device::stub> {
   using i64 = std::int64_t;
   using ctx_t = context<device::stub>;
   template <class T> using A = acc_t<T>;
-  static void call(ctx_t& c, const char* name) { c.calls.emplace_back(name); }
+  static void call(ctx_t& c, const char* name) { (c.capturing ? c.captured : c.calls).emplace_back(name); }
 
   template <class T> static void fill(ctx_t& c, T*, i64, T) { call(c, "fill"); }
   template <class T> static void copy(ctx_t& c, const T*, T*, i64) { call(c, "copy"); }
   template <class T> static void upload(ctx_t& c, const T*, T*, i64) { call(c, "upload"); }
-  template <class T> static void download(ctx_t& c, const T*, T*, i64) { call(c, "download"); }
+  template <class T> static void download(ctx_t& c, const T*, T*, i64) {
+    MINIBERT_CHECK(!c.capturing, "stub", "a download cannot be captured"); // as on CUDA
+    call(c, "download");
+  }
   template <class T> static void copy_strided(ctx_t& c, const T*, const shape&, const shape&, T*) { call(c, "copy_strided"); }
   template <class T> static void copy_into(ctx_t& c, const T*, T*, const shape&, const shape&) { call(c, "copy_into"); }
   template <class T> static void cast(ctx_t& c, const T*, A<T>*, i64) { call(c, "cast"); }
@@ -152,6 +159,23 @@ template <> struct backend<device::stub> {
   static void non_finite_check_and_unscale(ctx_t& c, std::span<const foreach_tensor<T>>, A<T>, A<T>*) {
     call(c, "non_finite_check_and_unscale");
   }
+
+  // optional graph capture: calls between capture_begin and capture_end are recorded into the graph, not made; a
+  // replay is one call
+  static std::shared_ptr<void> graph_pool() { return std::make_shared<int>(0); }
+  static void capture_begin(ctx_t& c, const std::shared_ptr<void>&, const std::uint64_t*, std::uint64_t,
+                            std::uint64_t) {
+    c.capturing = true;
+  }
+  static std::shared_ptr<void> capture_end(ctx_t& c) {
+    c.capturing = false;
+    return std::make_shared<std::vector<std::string>>(std::move(c.captured));
+  }
+  static void capture_abort(ctx_t& c) noexcept {
+    c.capturing = false;
+    c.captured.clear();
+  }
+  static void replay(ctx_t& c, const std::shared_ptr<void>&) { call(c, "replay"); }
 };
 
 template <> struct backend<device::incomplete> {
@@ -161,6 +185,7 @@ template <> struct backend<device::incomplete> {
 static_assert(backend_for<device::stub, float>, "the stub implements the whole table");
 static_assert(!backend_for<device::incomplete, float>, "a table missing members does not satisfy the contract");
 static_assert(!has_memory_stats<device::stub>, "allocator statistics are optional");
+static_assert(has_graph_capture<device::stub> && !has_graph_capture<device::cpu>, "graph capture is optional");
 
 // the model and the trainer compile for any device that implements the table, with fp32 or 16-bit storage
 template class trainer<float, device::stub>;
@@ -306,6 +331,125 @@ TEST_CASE("backend contract: fp16 loss scaling runs through the table and reads 
   CHECK(std::count(calls.begin(), calls.end(), "download") == 1); // found_inf, read once for step() and update()
   CHECK(calls_made().count("adamw_step"));
   CHECK(scaler.growth_tracker() == 1);
+}
+
+namespace {
+/// a model on the stub, its batch, its generator and step_graphs over them (at most 2 graphs)
+struct graphed_stub {
+  minibert::bert_for_sequence_classification<float, stub> model{tiny_config()};
+  minibert::model_batch<stub> batch = minibert::to_device<stub>(minibert::collate(
+      minibert::tokenized_dataset{{{2, 5, 7, 3}, {2, 9, 3}}, {{0, 0, 0, 0}, {0, 0, 0}}, {1, 0}, 0},
+      std::vector<std::size_t>{0, 1}));
+  minibert::generator gen{3};
+  std::ostringstream log;
+  minibert::step_graphs<float, stub> graphs{2, log};
+  bool read_loss_on_host = false; // a download inside the step: it cannot be captured
+
+  graphed_stub() {
+    minibert::generator init(1);
+    model.init_weights(init);
+    model.train();
+  }
+  minibert::tensor<float, stub> forward_backward(const minibert::model_batch<stub>& b,
+                                                 const minibert::tensor<float, stub>& seed) {
+    auto loss = model.loss(model.forward(b.inputs, gen), b.labels);
+    if (read_loss_on_host) (void)minibert::item(loss.value());
+    loss.backward(seed);
+    return loss.value();
+  }
+  /// one step's forward and backward, graphed when the graphs take it; whether they did
+  bool step() {
+    const auto fb = [&](const minibert::model_batch<stub>& b, const minibert::tensor<float, stub>& seed) {
+      return forward_backward(b, seed);
+    };
+    if (graphs.run(batch, model.parameters(), gen, 1.0f, fb)) return true;
+    forward_backward(batch, minibert::full_on<float, stub>({1}, 1.0f));
+    return false;
+  }
+  /// the optimizer step's end: the graph takes its gradients back, zero_grad drops eager ones
+  void finish_step() {
+    graphs.reclaim(model.parameters());
+    model.zero_grad();
+  }
+  bool every_parameter_has_a_gradient() const {
+    for (const auto& p : model.parameters())
+      if (!p.has_grad()) return false;
+    return true;
+  }
+  std::vector<const float*> gradient_buffers() const {
+    std::vector<const float*> out;
+    for (const auto& p : model.parameters()) out.push_back(p.grad().data());
+    return out;
+  }
+};
+} // namespace
+
+TEST_CASE("backend contract: step_graphs captures a shape's second step and replays it in one call") {
+  graphed_stub s;
+  call_counts();
+  CHECK_FALSE(s.step()); // the shape's first step runs eagerly (warm-up)
+  const std::uint64_t draws = s.gen.offset();
+  CHECK(draws > 0); // dropout drew
+  CHECK(call_counts()["linear_forward"] > 0);
+  s.finish_step();
+  std::vector<const float*> buffers;
+  for (std::uint64_t step = 2; step <= 4; ++step) {
+    CHECK(s.step());
+    std::map<std::string, int> calls = call_counts();
+    CHECK(calls["replay"] == 1);
+    CHECK(calls["fill"] == 1);   // the loss seed
+    CHECK(calls["upload"] == 1); // the generator's state
+    // the batch's ids, mask, token types, positions and labels: cloned into the static inputs by the capture,
+    // copied there by a replay
+    CHECK(calls["copy"] + calls["copy_strided"] == 5);
+    for (const char* expected : {"replay", "fill", "upload", "copy", "copy_strided"}) calls.erase(expected);
+    CHECK_MESSAGE(calls.empty(), "a replayed step made other calls, e.g. " << calls.begin()->first);
+    CHECK(s.gen.offset() == step * draws); // each replay advances the generator by the eager step's draws
+    CHECK(s.every_parameter_has_a_gradient()); // lent by the graph
+    if (buffers.empty()) buffers = s.gradient_buffers();
+    CHECK(s.gradient_buffers() == buffers); // the same buffers at every replay
+    s.finish_step();
+    for (const auto& p : s.model.parameters()) CHECK_FALSE(p.has_grad());
+  }
+  CHECK(s.graphs.captures() == 1);
+  CHECK(s.graphs.replays() == 3);
+  CHECK(s.graphs.failures() == 0);
+  // a step that starts with gradients (accumulation) runs eagerly: the graph writes fresh ones
+  s.model.parameters().front().set_grad(minibert::tensor<float, stub>::empty(s.model.parameters().front().shape()));
+  CHECK_FALSE(s.graphs.run(s.batch, s.model.parameters(), s.gen, 1.0f, {}));
+}
+
+TEST_CASE("backend contract: a step that cannot be captured runs eagerly, and its shape stays eager") {
+  graphed_stub s;
+  s.read_loss_on_host = true;
+  CHECK_FALSE(s.step());
+  s.finish_step();
+  const std::uint64_t offset = s.gen.offset();
+  call_counts();
+  CHECK_FALSE(s.graphs.run(s.batch, s.model.parameters(), s.gen, 1.0f,
+                           [&](const auto& b, const auto& seed) { return s.forward_backward(b, seed); }));
+  CHECK(s.graphs.failures() == 1);
+  CHECK(s.graphs.captures() == 0);
+  CHECK(s.log.str().find("could not be captured") != std::string::npos);
+  CHECK(s.gen.offset() == offset); // the failed capture's draws are given back
+  for (const auto& p : s.model.parameters()) CHECK_FALSE(p.has_grad());
+  CHECK(minibert::default_context<stub>().captured.empty());
+  CHECK_FALSE(s.step()); // eager from now on
+  CHECK(s.graphs.captures() == 0);
+}
+
+TEST_CASE("backend contract: a gradient buffer replaced during the optimizer step retires its graph") {
+  graphed_stub s;
+  CHECK_FALSE(s.step());
+  s.finish_step();
+  CHECK(s.step());
+  auto p = s.model.parameters().front();
+  p.set_grad(clone(p.grad())); // as a clip that copies would
+  s.finish_step();
+  CHECK(s.graphs.failures() == 1);
+  CHECK(s.log.str().find("was replaced") != std::string::npos);
+  CHECK_FALSE(s.step());
+  CHECK(s.graphs.captures() == 1);
 }
 
 } // namespace test_backend_contract

@@ -173,4 +173,30 @@ TEST_CASE("epoch_batches: transformers' Trainer batches (SeedableRandomSampler, 
   }
 }
 
+TEST_CASE("collate: padding to the longest row, or up to a multiple of pad_to_multiple_of (DataCollatorWithPadding)") {
+  tokenized_dataset td;
+  td.ids = {{101, 7, 8, 102}, {101, 5, 6, 9, 102}, {101, 102}};
+  td.type_ids = {{0, 0, 0, 0}, {0, 0, 0, 0, 0}, {0, 0}};
+  td.labels = {1, 0, 1};
+  td.pad_id = 0;
+  const std::vector<std::size_t> rows{0, 2, 1};
+  for (const auto& [multiple, expected] : std::vector<std::pair<std::int64_t, std::int64_t>>{{0, 5}, {1, 5}, {5, 5},
+                                                                                            {8, 8}, {3, 6}}) {
+    CAPTURE(multiple);
+    const model_batch<> mb = collate(td, rows, multiple);
+    REQUIRE(mb.inputs.input_ids.shape() == shape{3, expected});
+    const auto ids = mb.inputs.input_ids.to_vector(), mask = mb.inputs.attention_mask.to_vector();
+    const auto positions = mb.inputs.position_ids.to_vector();
+    for (std::int64_t b = 0; b < 3; ++b) {
+      const auto& row = td.ids[rows[std::size_t(b)]];
+      for (std::int64_t j = 0; j < expected; ++j) {
+        const bool real = j < std::int64_t(row.size());
+        CHECK(ids[std::size_t(b * expected + j)] == (real ? row[std::size_t(j)] : 0));
+        CHECK(mask[std::size_t(b * expected + j)] == (real ? 1 : 0));
+        CHECK(positions[std::size_t(b * expected + j)] == j);
+      }
+    }
+  }
+}
+
 } // namespace test_torch_random

@@ -231,6 +231,9 @@ int cmd_train(int argc, char** argv) {
       .option("seed", "seed for initialization, dropout, shuffling and the validation split", "42")
       .flag("no-shuffle", "keep the training data in file order")
       .flag("group-by-length", "batch examples of similar length together (less padding)")
+      .option("pad-to-multiple-of", "pad each batch's length up to a multiple of N (0: to its longest row)", "0")
+      .flag("cuda-graphs", "with --device cuda: replay each batch shape's forward and backward as a CUDA graph "
+                           "(fewest shapes with --pad-to-multiple-of)")
       .option("hidden-dropout", "override the config's hidden_dropout_prob")
       .option("attention-dropout", "override the config's attention_probs_dropout_prob")
       .option("logging-steps", "log the mean loss, learning rate and grad norm every N steps", "100")
@@ -267,6 +270,8 @@ int cmd_train(int argc, char** argv) {
   a.seed = std::uint64_t(c.integer("seed"));
   a.shuffle = !c.has("no-shuffle");
   a.group_by_length = c.has("group-by-length");
+  a.pad_to_multiple_of = c.integer("pad-to-multiple-of");
+  a.cuda_graphs = c.has("cuda-graphs");
   a.logging_steps = c.integer("logging-steps");
   a.eval_strategy = parse_interval(c.str("eval-strategy"), "--eval-strategy");
   a.eval_steps = c.integer("eval-steps");

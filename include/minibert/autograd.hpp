@@ -145,6 +145,22 @@ public:
     n_->grad = tensor_t();
     n_->grad_owned = false;
   }
+  /// @brief hands the gradient over to the caller, leaving none (as zero_grad)
+  tensor_t take_grad() {
+    tensor_t g = std::move(n_->grad);
+    n_->grad = tensor_t();
+    n_->grad_owned = false;
+    return g;
+  }
+  /// @brief the gradient is g from now on (torch: param.grad = g); it is written in place only while nothing else
+  /// holds its storage
+  /// @throws minibert::error if g's shape is not the value's
+  void set_grad(tensor_t g) {
+    MINIBERT_CHECK(!g.defined() || g.shape() == shape(), "autograd",
+                   "gradient of shape " << g.shape() << " set for a value of shape " << shape());
+    n_->grad = std::move(g);
+    n_->grad_owned = false;
+  }
   /// @brief runs `hook` in every backward pass that reaches this leaf, once its gradient is complete (see node)
   void set_grad_ready_hook(std::function<void()> hook) {
     MINIBERT_CHECK(n_->is_leaf(), "autograd", "grad-ready hooks go on leaves (op " << n_->op << ")");

@@ -14,6 +14,7 @@
 #include <cmath>    // sqrt
 #include <concepts> // same_as, convertible_to
 #include <cstdint>  // int64_t, int32_t, uint8_t, uint64_t
+#include <memory>   // shared_ptr (graph capture)
 #include <span>     // span (multi-tensor AdamW)
 
 #include <minibert/config.hpp>
@@ -230,5 +231,17 @@ concept has_memory_stats = requires(context<Device>& ctx) {
   { backend<Device>::memory_allocated(ctx) } -> std::convertible_to<std::int64_t>;
   { backend<Device>::max_memory_allocated(ctx) } -> std::convertible_to<std::int64_t>;
 };
+
+/// @brief Optional members: capturing the work queued on a context into a graph and replaying it (CUDA graphs;
+/// cuda/backend.hpp says what each does; training/step_graphs.hpp uses them for the training step).
+template <class Device>
+concept has_graph_capture =
+    requires(context<Device>& ctx, const std::shared_ptr<void>& h, const std::uint64_t* philox) {
+      { backend<Device>::graph_pool() } -> std::same_as<std::shared_ptr<void>>;
+      { backend<Device>::capture_begin(ctx, h, philox, std::uint64_t(0), std::uint64_t(0)) } -> std::same_as<void>;
+      { backend<Device>::capture_end(ctx) } -> std::same_as<std::shared_ptr<void>>;
+      { backend<Device>::capture_abort(ctx) } -> std::same_as<void>;
+      { backend<Device>::replay(ctx, h) } -> std::same_as<void>;
+    };
 
 } // namespace minibert

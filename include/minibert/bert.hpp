@@ -30,4 +30,5 @@
 #include <minibert/data.hpp>           // defines: dataset, example, read_dataset, split_validation
 #include <minibert/metrics.hpp>        // defines: classification_metrics, compute_classification_metrics
 #include <minibert/report.hpp>         // defines: report_data, write_report, compare_runs
+#include <minibert/training/step_graphs.hpp> // defines: step_graphs (the training step as CUDA graphs)
 #include <minibert/training/trainer.hpp> // defines: training_args, trainer, tokenize_dataset, collate

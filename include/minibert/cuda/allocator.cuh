@@ -13,6 +13,12 @@
 
    One device: the allocator does not track which device a block lives on; use one GPU per process.
 
+   Graph pools (graph.cuh): while a stream is captured into a CUDA graph, every allocation comes from the capture's
+   pool, since a replay writes wherever the capture's allocations were. A pool's blocks, free or live, go to nothing
+   but later captures into the same pool (whose graphs never run at once) until the pool is retired (its last graph
+   is gone); blocks of the common cache freed during a capture (the graph may read them) are held back until then
+   too. Retired, a pool's blocks join the common cache, live ones when they are freed.
+
    The non-template functions at the end define what cuda/backend.hpp declares; they are deliberately not inline:
    include this header only through cuda/backend_impl.cuh, from exactly one .cu file of a program. */
 
@@ -23,9 +29,12 @@
 #include <cstddef>       // size_t
 #include <cstdint>       // int64_t
 #include <map>           // multimap (free list)
+#include <memory>        // shared_ptr (graph pools)
 #include <mutex>         // mutex, lock_guard
 #include <string>        // to_string
 #include <unordered_map> // unordered_map (live blocks)
+#include <utility>       // pair
+#include <vector>        // vector (held blocks)
 
 #include <cuda_runtime.h>
 
@@ -37,6 +46,13 @@ namespace minibert::cuda {
 
 class caching_allocator {
 public:
+  /// the blocks of one graph pool (see the file comment)
+  struct pool {
+    std::multimap<std::size_t, void*> free;          // size -> block, for the next capture into this pool
+    std::vector<std::pair<std::size_t, void*>> held; // common blocks freed during a capture into this pool
+    bool retired = false;
+  };
+
   static constexpr std::size_t small_limit = std::size_t(1) << 20; // below: 512 B granularity
   static constexpr std::size_t small_round = 512;
   static constexpr std::size_t large_round = std::size_t(2) << 20;
@@ -53,18 +69,19 @@ public:
     std::lock_guard<std::mutex> lock(mutex_);
     if (bytes > max_request) throw out_of_memory(bytes);
     const std::size_t size = round_size(bytes);
+    auto& free = capturing_ ? capturing_->free : free_;
     // best fit: the smallest cached block that holds the request without wasting more than a quarter of it
-    if (auto it = free_.lower_bound(size); it != free_.end() && it->first - size <= size / 4) {
+    if (auto it = free.lower_bound(size); it != free.end() && it->first - size <= size / 4) {
       void* p = it->second;
       const std::size_t s = it->first;
-      live_.emplace(p, s); // may throw: the block then stays in the free list
-      free_.erase(it);
+      live_.emplace(p, block{s, capturing_}); // may throw: the block then stays in the free list
+      free.erase(it);
       note_allocated(s);
       return p;
     }
     void* p = nullptr;
-    cudaError_t e = cudaMalloc(&p, size);
-    if (e == cudaErrorMemoryAllocation) {
+    cudaError_t e = device_malloc(&p, size);
+    if (e == cudaErrorMemoryAllocation && !capturing_) {
       (void)cudaGetLastError(); // an allocation failure is not sticky: clear it and retry with the cache emptied
       release_cached();
       e = cudaMalloc(&p, size);
@@ -75,7 +92,7 @@ public:
       throw error("cuda", "cudaMalloc(" + std::to_string(size) + " bytes) failed: " + cudaGetErrorString(e));
     }
     try {
-      live_.emplace(p, size);
+      live_.emplace(p, block{size, capturing_});
     } catch (...) {
       cudaFree(p);
       throw;
@@ -90,15 +107,36 @@ public:
     std::lock_guard<std::mutex> lock(mutex_);
     const auto it = live_.find(p);
     if (it == live_.end()) return; // not ours (or freed twice): leave it alone
-    const std::size_t s = it->second;
+    const std::size_t s = it->second.size;
+    const std::shared_ptr<pool> owner = it->second.owner && !it->second.owner->retired ? it->second.owner : nullptr;
     live_.erase(it);
     allocated_ -= s;
     try {
-      free_.emplace(s, p);
-    } catch (...) { // no memory for the list node: give the block back to the driver instead
-      cudaFree(p);
-      reserved_ -= s;
+      if (owner) owner->free.emplace(s, p);
+      else if (capturing_) capturing_->held.emplace_back(s, p);
+      else free_.emplace(s, p);
+    } catch (...) { // no memory for the list node: the block stays reserved, unused, rather than risk a reuse
     }
+  }
+
+  /// @brief a new graph pool (see the file comment)
+  std::shared_ptr<pool> make_pool() { return std::make_shared<pool>(); }
+  /// @brief allocations come from `p` until capture_into(nullptr)
+  void capture_into(std::shared_ptr<pool> p) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    capturing_ = std::move(p);
+  }
+  /// @brief `p` serves no graph any more: its cached and held blocks join the common cache, its live blocks will
+  void retire(pool& p) noexcept {
+    std::lock_guard<std::mutex> lock(mutex_);
+    p.retired = true;
+    try {
+      for (const auto& [s, b] : p.free) free_.emplace(s, b);
+      for (const auto& [s, b] : p.held) free_.emplace(s, b);
+    } catch (...) { // no memory for the list nodes: those blocks stay unused
+    }
+    p.free.clear();
+    p.held.clear();
   }
 
   /// @brief returns every cached (free) block to the driver
@@ -130,6 +168,17 @@ private:
     return (bytes + g - 1) / g * g;
   }
 
+  // cudaMalloc; during a capture with the thread's capture mode relaxed for the call, as cudaMalloc is not a stream
+  // operation and the strict modes refuse it (the block is the pool's from now on, which is what makes it safe)
+  cudaError_t device_malloc(void** p, std::size_t size) {
+    if (!capturing_) return cudaMalloc(p, size);
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+    (void)cudaThreadExchangeStreamCaptureMode(&mode);
+    const cudaError_t e = cudaMalloc(p, size);
+    (void)cudaThreadExchangeStreamCaptureMode(&mode);
+    return e;
+  }
+
   void note_allocated(std::size_t s) {
     allocated_ += s;
     if (allocated_ > peak_) peak_ = allocated_;
@@ -153,9 +202,15 @@ private:
                              std::to_string(allocated_) + ", reserved " + std::to_string(reserved_) + ")");
   }
 
+  struct block {
+    std::size_t size;
+    std::shared_ptr<pool> owner; // null: the common cache's
+  };
+
   std::mutex mutex_;
-  std::multimap<std::size_t, void*> free_;    // size -> cached block
-  std::unordered_map<void*, std::size_t> live_; // block -> size, for blocks in use
+  std::multimap<std::size_t, void*> free_; // size -> cached block (the common cache)
+  std::unordered_map<void*, block> live_;  // blocks in use
+  std::shared_ptr<pool> capturing_;        // the pool allocations come from during a capture
   std::size_t allocated_ = 0, reserved_ = 0, peak_ = 0;
 };
 

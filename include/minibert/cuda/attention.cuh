@@ -72,8 +72,7 @@ template <class T> bool flash_attention_takes(const context<device::cuda>& ctx, 
 }
 
 /// @brief the flash kernels' parameters for padded (B,T) rows (key_len: device (B), or null for every key)
-inline flash::params flash_params(const attention_dims& d, const int* key_len, float p, std::uint64_t seed,
-                                  std::uint64_t base) {
+inline flash::params flash_params(const attention_dims& d, const int* key_len, float p, philox_args draw) {
   flash::params pr;
   pr.B = d.B;
   pr.T = d.T;
@@ -84,15 +83,14 @@ inline flash::params flash_params(const attention_dims& d, const int* key_len, f
   pr.scale = 1.0f / std::sqrt(float(d.HS()));
   pr.p = p;
   pr.keep_scale = dropout_scale(p);
-  pr.seed = seed;
-  pr.base = base;
+  pr.philox = draw;
   return pr;
 }
 
 /// @brief the same for packed sequences
 template <class VarlenDims>
-flash::params flash_params(const VarlenDims& d, float p, std::uint64_t seed, std::uint64_t base) {
-  flash::params pr = flash_params(attention_dims{d.B, d.max_seqlen, d.C, d.NH, d.ld_qkv}, nullptr, p, seed, base);
+flash::params flash_params(const VarlenDims& d, float p, philox_args draw) {
+  flash::params pr = flash_params(attention_dims{d.B, d.max_seqlen, d.C, d.NH, d.ld_qkv}, nullptr, p, draw);
   pr.cu_seqlens = d.cu_seqlens;
   return pr;
 }
@@ -192,8 +190,8 @@ void backend<device::cuda>::attention_forward(ctx_t& ctx, const attention_dims& 
     saved.matmul = ctx.matmul;
     if (flash) {
       const int* key_len = cuda::flash_key_lengths(ctx, d, mask, 0, nullptr);
-      cuda::flash::forward(ctx, cuda::flash_params(d, key_len, p, seed, base), HS, q, k, v, mask, out,
-                           saved.lse.data());
+      const cuda::flash::params pr = cuda::flash_params(d, key_len, p, cuda::philox_of(ctx, seed, base));
+      cuda::flash::forward(ctx, pr, HS, q, k, v, mask, out, saved.lse.data());
       ++ctx.flash_attention_launches;
     } else {
 #if defined(MINIBERT_CUDNN)
@@ -225,7 +223,8 @@ void backend<device::cuda>::attention_forward(ctx_t& ctx, const attention_dims& 
     // element (bh, i, j) of (B,NH,T,T) is element bh*T*T + i*T + j of one dropout draw: the CPU's Philox index
     saved.keep = tensor<std::uint8_t, device::cuda>::empty(saved.probs.shape());
     T* dropped = ctx.scratch<T>(n);
-    cuda::dropout_forward(stream, static_cast<const T*>(P), dropped, saved.keep.data(), n, p, seed, base);
+    cuda::dropout_forward(stream, static_cast<const T*>(P), dropped, saved.keep.data(), n, p,
+                          cuda::philox_of(ctx, seed, base));
     PV = dropped;
   }
   // O_h (T,HS) = dropout(P) (T,T) v_h (T,HS), written at column h*HS of out (B,T,C)
@@ -273,8 +272,9 @@ void backend<device::cuda>::attention_backward(ctx_t& ctx, const attention_dims&
   if (saved.provider == attention_provider::flash) {
     float* delta = nullptr;
     const int* key_len = cuda::flash_key_lengths(ctx, d, mask, B * NH * Tn, &delta);
-    cuda::flash::backward(ctx, saved.matmul, cuda::flash_params(d, key_len, p, saved.seed, saved.base), HS, dout, q,
-                          k, v, mask, saved.out.data(), saved.lse.data(), delta, dq, dk, dv);
+    const cuda::flash::params pr = cuda::flash_params(d, key_len, p, cuda::philox_of(ctx, saved.seed, saved.base));
+    cuda::flash::backward(ctx, saved.matmul, pr, HS, dout, q, k, v, mask, saved.out.data(), saved.lse.data(), delta, dq,
+                          dk, dv);
     return;
   }
   MINIBERT_CHECK(saved.probs.data() && saved.probs.numel() == n, "attention",
@@ -328,8 +328,8 @@ void backend<device::cuda>::attention_varlen_forward(ctx_t& ctx, const varlen_di
                                           << ": packed sequences need the flash provider, head size 32, 64 or 128, "
                                              "tensor-core operands and an sm_80+ device");
   if (d.B == 0 || d.max_seqlen == 0) return;
-  cuda::flash::forward(ctx, cuda::flash_params(d, p, seed, base), d.C / d.NH, q, k, v, static_cast<const T*>(nullptr),
-                       out, lse);
+  const cuda::flash::params pr = cuda::flash_params(d, p, cuda::philox_of(ctx, seed, base));
+  cuda::flash::forward(ctx, pr, d.C / d.NH, q, k, v, static_cast<const T*>(nullptr), out, lse);
   ++ctx.flash_attention_launches;
 }
 
@@ -346,8 +346,9 @@ void backend<device::cuda>::attention_varlen_backward(ctx_t& ctx, const varlen_d
   if (d.B == 0 || d.max_seqlen == 0) return;
   float* delta = nullptr;
   cuda::flash_key_lengths(ctx, padded, static_cast<const T*>(nullptr), d.B * d.NH * d.max_seqlen, &delta);
-  cuda::flash::backward(ctx, ctx.matmul, cuda::flash_params(d, p, seed, base), d.C / d.NH, dout, q, k, v,
-                        static_cast<const T*>(nullptr), out, lse, delta, dq, dk, dv);
+  const cuda::flash::params pr = cuda::flash_params(d, p, cuda::philox_of(ctx, seed, base));
+  cuda::flash::backward(ctx, ctx.matmul, pr, d.C / d.NH, dout, q, k, v, static_cast<const T*>(nullptr), out, lse,
+                        delta, dq, dk, dv);
 }
 
 } // namespace minibert

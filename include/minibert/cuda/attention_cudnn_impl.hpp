@@ -196,6 +196,9 @@ inline void execute(context<device::cuda>& ctx, state& s, const problem& pr, fe:
                     std::unordered_map<std::int64_t, void*>& pack, std::uint64_t seed, std::uint64_t base,
                     const char* which) {
   if (pr.p > 0.0f) {
+    // a captured graph would replay this step's pair (and read a dead host buffer): cuda/philox.cuh's device pair is
+    // not wired into cuDNN's dropout, so a capture fails here and its step runs eagerly (step_graphs.hpp)
+    MINIBERT_CHECK(!ctx.capture, "attention (cudnn)", "dropout cannot be captured into a CUDA graph with this provider");
     // pageable source: the copy has read it when cudaMemcpyAsync returns; the graph reads it in stream order
     const std::int64_t host[2] = {std::int64_t(seed), std::int64_t(base)};
     const cudaError_t e = cudaMemcpyAsync(s.philox, host, sizeof host, cudaMemcpyHostToDevice,

@@ -39,6 +39,7 @@
 #include <minibert/cuda/backend.hpp>
 #include <minibert/cuda/common.cuh>
 #include <minibert/cuda/gemm_mma.cuh> // mma::mma_tile, mma::operand_bits
+#include <minibert/cuda/philox.cuh>  // philox_args
 #include <minibert/detail/philox.hpp>
 
 namespace minibert::cuda::flash {
@@ -57,7 +58,7 @@ struct params {
   const int* cu_seqlens = nullptr;  // (B+1) device, packed layout
   const int* key_len = nullptr;     // (B) device, padded layout; null: every key
   float scale = 1.0f, p = 0.0f, keep_scale = 1.0f;
-  std::uint64_t seed = 0, base = 0;
+  philox_args philox;               // the dropout draw
 };
 
 struct sequence {
@@ -75,7 +76,7 @@ __device__ __forceinline__ sequence sequence_of(const params& pr, i64 b) {
 
 /// @brief whether dropout keeps element e of the (B,NH,T,T) draw (dropout.cuh's rule)
 __device__ __forceinline__ bool kept(const params& pr, std::uint64_t e) {
-  const minibert::detail::philox_out r = minibert::detail::philox4x32_10(pr.seed, pr.base + e / 4);
+  const minibert::detail::philox_out r = minibert::detail::philox4x32_10(pr.philox.key(), pr.philox.first() + e / 4);
   return minibert::detail::uniform01(r.v[e % 4]) >= pr.p;
 }
 

@@ -12,6 +12,7 @@
 #include <cstddef> // size_t
 #include <cstdint> // int64_t, int32_t, uint8_t, uint64_t
 #include <cstdlib> // getenv
+#include <memory>  // shared_ptr (graphs)
 #include <span>    // span
 #include <string>  // string
 
@@ -122,9 +123,17 @@ template <> struct context<device::cuda> {
   void* upload_events[upload_slots] = {};       ///< cudaEvent_t per slot
   unsigned upload_next = 0;
 
+  // while this context's stream is being captured into a CUDA graph (cuda/graph.cuh; null / 0 otherwise)
+  void* capture = nullptr;                       ///< the capture's state (cuda::capture_state)
+  const std::uint64_t* capture_philox = nullptr; ///< device (seed, offset) the captured dropout kernels read at replay
+  std::uint64_t capture_seed = 0;                ///< the generator whose draws are captured
+  std::uint64_t capture_offset = 0;              ///< its offset when the capture began
+
   /// @brief n elements of T of device memory, zeroed; valid until the next scratch() call on this context
   template <class T> T* scratch(std::int64_t n) { return static_cast<T*>(scratch_bytes(std::size_t(n) * sizeof(T))); }
   void* scratch_bytes(std::size_t bytes);
+  /// @brief exchanges the scratch arena (its block and capacity) with the given one (a capture's; cuda/graph.cuh)
+  void swap_scratch(void*& arena, std::size_t& capacity) noexcept;
 
 private:
   void* scratch_ = nullptr;
@@ -270,6 +279,19 @@ template <> struct backend<device::cuda> {
   static void non_finite_check_and_unscale(ctx_t&, std::span<const foreach_tensor<T>> gs, A<T> inv_scale,
                                            A<T>* found_inf);
 
+  // optional: CUDA graphs (cuda/graph.cuh). Between capture_begin and capture_end the work queued on ctx is recorded
+  // into a graph instead of run: its allocations come from `pool` (a graph_pool(), shared by graphs that never run
+  // at once) and stay reserved for it, its dropout kernels draw from the device pair (seed, offset) at `philox` read
+  // at replay, with counters relative to `offset` (generator `seed`'s offset now). capture_end instantiates the
+  // graph; when the capture failed (an operation that cannot be captured), it throws and the capture is over.
+  // capture_abort ends a capture an exception interrupted. replay queues the graph on ctx.
+  static std::shared_ptr<void> graph_pool();
+  static void capture_begin(ctx_t&, const std::shared_ptr<void>& pool, const std::uint64_t* philox, std::uint64_t seed,
+                            std::uint64_t offset);
+  static std::shared_ptr<void> capture_end(ctx_t&);
+  static void capture_abort(ctx_t&) noexcept;
+  static void replay(ctx_t&, const std::shared_ptr<void>& graph);
+
   // optional: the caching allocator's statistics
   static void empty_cache(ctx_t&);
   static std::int64_t memory_allocated(ctx_t&);
@@ -280,5 +302,6 @@ static_assert(backend_for<device::cuda, float> && backend_for<device::cuda, half
                   backend_for<device::cuda, bfloat16>,
               "backend<device::cuda> does not declare the contract of backend.hpp");
 static_assert(has_memory_stats<device::cuda>);
+static_assert(has_graph_capture<device::cuda>);
 
 } // namespace minibert

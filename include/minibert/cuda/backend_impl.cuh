@@ -19,6 +19,7 @@
 #include <minibert/cuda/common.cuh>      // defines: MINIBERT_CUDA_CHECK, stream_of, to_float, dims6, launch_1d
 #include <minibert/cuda/allocator.cuh>   // defines: device_memory<cuda>, empty_cache, memory_allocated, max_...
 #include <minibert/cuda/context.cuh>     // defines: context<cuda>, default_context, cuda_device_count, synchronize
+#include <minibert/cuda/graph.cuh>       // defines: graph_pool, capture_begin, capture_end, capture_abort, replay
 #include <minibert/cuda/memory.cuh>      // defines: fill, copy, upload, download, copy_strided, copy_into, cast
 #include <minibert/cuda/elementwise.cuh> // defines: axpy, scale, binary, sum_to, sum_all, broadcast_scalar, activations
 #include <minibert/cuda/gemm.cuh>        // defines: gemm, gemm_batched, linear_*, activation_linear_*

@@ -12,6 +12,7 @@
 #endif
 
 #include <cstddef> // size_t
+#include <utility> // swap
 
 #include <cublasLt.h>
 #include <cuda_runtime.h>
@@ -79,6 +80,11 @@ void* context<device::cuda>::scratch_bytes(std::size_t bytes) {
   return scratch_;
 }
 
+void context<device::cuda>::swap_scratch(void*& arena, std::size_t& capacity) noexcept {
+  std::swap(scratch_, arena);
+  std::swap(scratch_capacity_, capacity);
+}
+
 /// The default context is made on first use and never destroyed (as PyTorch leaks its handles): tearing down a
 /// stream and a cuBLASLt handle from a static destructor races the CUDA runtime's own shutdown at exit.
 template <> context<device::cuda>& default_context<device::cuda>() {
@@ -96,6 +102,7 @@ int cuda_device_count() noexcept {
 }
 
 void backend<device::cuda>::synchronize(ctx_t& ctx) {
+  MINIBERT_CHECK(!ctx.capture, "cuda graph", "a synchronization cannot be captured");
   MINIBERT_CUDA_CHECK(cudaStreamSynchronize(cuda::stream_of(ctx)));
 }
 

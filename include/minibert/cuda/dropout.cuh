@@ -12,6 +12,7 @@
 #include <minibert/backend.hpp>
 #include <minibert/cuda/backend.hpp>
 #include <minibert/cuda/common.cuh>
+#include <minibert/cuda/philox.cuh>
 #include <minibert/detail/philox.hpp>
 
 namespace minibert {
@@ -23,9 +24,10 @@ namespace cuda {
 // x (n) -> y (n), keep (n); group q (of `groups` = ceil(n/4)) is elements [4q, 4q+4), one Philox block. y may alias x.
 template <class T>
 __global__ void dropout_forward_kernel(i64 groups, const T* x, T* y, std::uint8_t* __restrict__ keep, i64 n, float p,
-                                       float scale, std::uint64_t seed, std::uint64_t base) {
+                                       float scale, philox_args draw) {
+  const std::uint64_t key = draw.key(), first = draw.first();
   for (i64 q = global_thread_index(); q < groups; q += global_thread_count()) {
-    const minibert::detail::philox_out r = minibert::detail::philox4x32_10(seed, base + std::uint64_t(q));
+    const minibert::detail::philox_out r = minibert::detail::philox4x32_10(key, first + std::uint64_t(q));
 #pragma unroll
     for (int k = 0; k < 4; ++k) {
       const i64 i = 4 * q + k;
@@ -52,9 +54,8 @@ inline float dropout_scale(float p) { return 1.0f / (1.0f - p); }
 // launchers shared with attention.cuh
 
 template <class T>
-void dropout_forward(cudaStream_t stream, const T* x, T* y, std::uint8_t* keep, i64 n, float p, std::uint64_t seed,
-                     std::uint64_t base) {
-  launch_1d(dropout_forward_kernel<T>, ceil_div(n, 4), stream, x, y, keep, n, p, dropout_scale(p), seed, base);
+void dropout_forward(cudaStream_t stream, const T* x, T* y, std::uint8_t* keep, i64 n, float p, philox_args draw) {
+  launch_1d(dropout_forward_kernel<T>, ceil_div(n, 4), stream, x, y, keep, n, p, dropout_scale(p), draw);
 }
 
 template <class T>
@@ -72,7 +73,7 @@ template <class T>
 void backend<device::cuda>::dropout_forward(ctx_t& ctx, const T* x, T* y, std::uint8_t* keep, i64 n, float p,
                                             std::uint64_t seed, std::uint64_t base) {
   MINIBERT_CHECK(p >= 0.0f && p < 1.0f, "dropout", "probability " << p << " outside [0, 1)");
-  cuda::dropout_forward(cuda::stream_of(ctx), x, y, keep, n, p, seed, base);
+  cuda::dropout_forward(cuda::stream_of(ctx), x, y, keep, n, p, cuda::philox_of(ctx, seed, base));
 }
 
 /// dy (n), keep (n) -> dx (n) = dy * keep / (1-p)

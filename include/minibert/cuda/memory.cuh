@@ -16,6 +16,7 @@
 
 #include <minibert/cuda/backend.hpp>
 #include <minibert/cuda/common.cuh>
+#include <minibert/cuda/graph.cuh> // captured_upload
 #include <minibert/tensor.hpp>
 
 namespace minibert {
@@ -93,6 +94,10 @@ inline void ring_upload(context<device::cuda>& ctx, const void* src, void* dst, 
 /// (weights) go through the staging buffer, synchronizing the stream before it is overwritten, since a copy queued
 /// earlier may still be reading it.
 inline void staged_upload(context<device::cuda>& ctx, const void* src, void* dst, std::size_t bytes) {
+  if (ctx.capture) {
+    captured_upload(ctx, src, dst, bytes);
+    return;
+  }
   if (bytes <= context<device::cuda>::upload_slot_bytes) {
     ring_upload(ctx, src, dst, bytes);
     return;
@@ -109,6 +114,7 @@ inline void staged_upload(context<device::cuda>& ctx, const void* src, void* dst
 
 /// @brief host dst = device src (bytes) after all work queued on the stream; complete on return
 inline void staged_download(context<device::cuda>& ctx, const void* src, void* dst, std::size_t bytes) {
+  MINIBERT_CHECK(!ctx.capture, "cuda graph", "a download (" << bytes << " bytes to the host) cannot be captured");
   const cudaStream_t s = stream_of(ctx);
   const std::size_t chunk = ensure_staging(ctx, bytes);
   for (std::size_t off = 0; off < bytes; off += chunk) {

@@ -3,6 +3,7 @@
 /* training_args: every knob of the trainer, with transformers' TrainingArguments defaults except where the
    reference experiment fixes them (3 epochs, batch 32, lr 2e-5, linear schedule, 500 warmup steps). */
 
+#include <cstddef> // size_t
 #include <cstdint> // int64_t, uint64_t
 #include <string>  // string
 
@@ -39,6 +40,12 @@ struct training_args {
   std::uint64_t seed = 42;
   bool shuffle = true;
   bool group_by_length = false;
+  std::int64_t pad_to_multiple_of = 0; ///< > 0: pad batches to a multiple of this length (DataCollatorWithPadding)
+  /// on a device with graphs (CUDA): capture the forward and backward of each batch shape (up to max_cuda_graphs) the
+  /// second time it comes and replay it after (training/step_graphs.hpp); needs gradient_accumulation_steps 1 and
+  /// one process, and pays off with few shapes (pad_to_multiple_of)
+  bool cuda_graphs = false;
+  static constexpr std::size_t max_cuda_graphs = 8;
   std::int64_t logging_steps = 100;
   interval_strategy eval_strategy = interval_strategy::epoch;
   std::int64_t eval_steps = 500;
@@ -70,6 +77,7 @@ struct training_args {
     MINIBERT_CHECK(gradient_accumulation_steps > 0, "trainer",
                    "gradient_accumulation_steps " << gradient_accumulation_steps << " must be positive");
     MINIBERT_CHECK(max_seq_length >= 2, "trainer", "max_seq_length " << max_seq_length << " < 2");
+    MINIBERT_CHECK(pad_to_multiple_of >= 0, "trainer", "pad_to_multiple_of " << pad_to_multiple_of << " < 0");
     MINIBERT_CHECK(logging_steps > 0, "trainer", "logging_steps " << logging_steps << " must be positive");
     MINIBERT_CHECK(eval_strategy != interval_strategy::steps || eval_steps > 0, "trainer", "eval_steps must be positive");
     MINIBERT_CHECK(save_strategy != interval_strategy::steps || save_steps > 0, "trainer", "save_steps must be positive");

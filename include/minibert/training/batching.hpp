@@ -66,12 +66,15 @@ template <class D = device::cpu> struct model_batch {
   std::int64_t size = 0;
 };
 
-/// @brief rows `idx` of `data`, padded to the longest of them (ids with pad_id, mask 0, type 0), with position
-/// ids 0..T-1, built on the host once per batch
-inline model_batch<> collate(const tokenized_dataset& data, std::span<const std::size_t> idx) {
+/// @brief rows `idx` of `data`, padded to the longest of them (ids with pad_id, mask 0, type 0), or past it to a
+/// multiple of pad_to_multiple_of when that is > 0 (DataCollatorWithPadding's), with position ids 0..T-1, built on
+/// the host once per batch
+inline model_batch<> collate(const tokenized_dataset& data, std::span<const std::size_t> idx,
+                             std::int64_t pad_to_multiple_of = 0) {
   const auto B = static_cast<std::int64_t>(idx.size());
   std::int64_t T = 1;
   for (std::size_t i : idx) T = std::max<std::int64_t>(T, std::int64_t(data.ids[i].size()));
+  if (pad_to_multiple_of > 0) T = (T + pad_to_multiple_of - 1) / pad_to_multiple_of * pad_to_multiple_of;
   std::vector<std::int32_t> ids(B * T, data.pad_id), mask(B * T, 0), types(B * T, 0), labels(B, -1);
   bool labeled = true;
   for (std::int64_t b = 0; b < B; ++b) {

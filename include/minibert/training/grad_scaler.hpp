@@ -65,6 +65,8 @@ public:
   /// @brief the seed of loss.backward(): T(scale()) in the loss's shape, as scaler.scale(loss).backward() seeds it.
   /// With half storage a scale >= 65520 rounds to inf here, so every gradient overflows and the step is skipped.
   tensor_t seed_like(const variable_t& loss) const;
+  /// @brief seed_like's value: T(scale())
+  T seed_value() const { return T(A(scale())); }
 
   /// @brief unscale_: every gradient *= 1/scale (the reciprocal in double, rounded to float, as torch) and found_inf
   /// recorded on the device; no wait. Once per step, after all gradients were accumulated; each parameter once.
@@ -155,7 +157,7 @@ template <class T, class D> grad_scaler<T, D>::grad_scaler(grad_scaler_options o
 }
 
 template <class T, class D> auto grad_scaler<T, D>::seed_like(const variable_t& loss) const -> tensor_t {
-  return full_on<T, D>(loss.shape(), T(A(scale())));
+  return full_on<T, D>(loss.shape(), seed_value());
 }
 
 template <class T, class D> void grad_scaler<T, D>::unscale(const std::vector<variable_t>& params) {

@@ -46,6 +46,7 @@
 #include <minibert/training/batching.hpp>
 #include <minibert/training/grad_scaler.hpp>
 #include <minibert/training/progress.hpp>
+#include <minibert/training/step_graphs.hpp>
 
 namespace minibert {
 
@@ -128,6 +129,8 @@ private:
   void tidy_output_dir();
   void rotate_checkpoints();
   void start_gradient_reducer();
+  /// with cuda_graphs: graphs_ when this device and run can use them, else a line saying why not
+  void start_step_graphs();
   void log_gradient_reduction(double train_seconds);
   bool improved(double value) const {
     if (!best_metric_) return true;
@@ -155,6 +158,7 @@ private:
   std::optional<scheduler> sched_;
   std::optional<grad_scaler<T, Device>> scaler_; // with fp16: GradScaler's defaults, as the Trainer's accelerator
   std::optional<distributed::gradient_reducer<T, Device>> reducer_; // across ranks
+  std::optional<step_graphs<T, Device>> graphs_; // with cuda_graphs
   nlohmann::json log_history_ = nlohmann::json::array();
   std::int64_t global_step_ = 0, max_steps_ = 0, steps_per_epoch_ = 0, batches_per_epoch_ = 0;
   double num_epochs_ = 0;
@@ -191,7 +195,7 @@ template <class T, class Device> prediction_output trainer<T, Device>::evaluate(
     for (std::size_t b = std::size_t(rank()); b < num_batches; b += std::size_t(world_size())) {
       idx.clear();
       for (std::size_t i = b * B; i < std::min(td.size(), (b + 1) * B); ++i) idx.push_back(i);
-      const model_batch<Device> mb = to_device<Device>(collate(td, idx));
+      const model_batch<Device> mb = to_device<Device>(collate(td, idx, args_.pad_to_multiple_of));
       const auto logits = model_.forward(mb.inputs, eval_gen);
       if (mb.labels.defined()) batch_loss[b] = to_double(item(model_.loss(logits, mb.labels).value())) * double(mb.size);
       const tensor<T> host_logits = to_host(logits.value());
@@ -341,6 +345,19 @@ template <class T, class Device> void trainer<T, Device>::start_gradient_reducer
 }
 
 /// @brief how much of the gradients' communication the backward pass hid (this rank's view)
+template <class T, class Device> void trainer<T, Device>::start_step_graphs() {
+  if (!args_.cuda_graphs) return;
+  const char* why_not = !has_graph_capture<Device>                 ? "this device has no graphs"
+                        : args_.gradient_accumulation_steps > 1 ? "gradient accumulation"
+                        : world_size() > 1                       ? "data-parallel training"
+                                                                 : nullptr;
+  if (why_not) {
+    log_ << "warning: --cuda-graphs ignored (" << why_not << "): every step runs eagerly\n";
+    return;
+  }
+  graphs_.emplace(training_args::max_cuda_graphs, log_);
+}
+
 template <class T, class Device> void trainer<T, Device>::log_gradient_reduction(double train_seconds) {
   const double exposed = reducer_->exposed_seconds();
   log_ << "Gradient all-reduce (" << reducer_->num_buckets() << " buckets, " << reducer_->launched_during_backward()
@@ -415,6 +432,20 @@ template <class T, class Device> void trainer<T, Device>::load_checkpoint(const 
 
 template <class T, class Device>
 void trainer<T, Device>::train_step(const model_batch<Device>& mb, std::int64_t accumulation_steps, bool last_micro_batch) {
+  if (graphs_) {
+    const T seed = scaler_ ? scaler_->seed_value() : T(1);
+    const auto forward_backward = [&](const model_batch<Device>& b, const tensor<T, Device>& s) {
+      autocast<Device> mixed(args_.precision());
+      auto loss = model_.loss(model_.forward(b.inputs, gen_), b.labels);
+      loss.backward(s);
+      return loss.value();
+    };
+    const auto graphed = graphs_->run(mb, model_.parameters(), gen_, seed, forward_backward);
+    if (graphed) {
+      backend<Device>::axpy(current_context<Device>(), T(1), graphed->data(), loss_since_log_.data(), 1);
+      return;
+    }
+  }
   autocast<Device> mixed(args_.precision()); // forward and backward: the backward's matmuls run at its precision too
   if (reducer_) reducer_->prepare_backward(last_micro_batch);
   auto loss = model_.loss(model_.forward(mb.inputs, gen_), mb.labels);
@@ -437,6 +468,7 @@ template <class T, class Device> tensor<double, Device> trainer<T, Device>::opti
     opt_->step(sched_->last_lr());
   }
   if (ran) sched_->step();
+  if (graphs_) graphs_->reclaim(model_.parameters()); // a replay's gradients go back to its graph
   model_.zero_grad();
   ++global_step_;
   return grad_sq;
@@ -497,6 +529,7 @@ template <class T, class Device> nlohmann::json trainer<T, Device>::train(const 
   if (!args_.resume_from_checkpoint.empty()) load_checkpoint(args_.resume_from_checkpoint);
   tidy_output_dir();
   if (world_size() > 1) start_gradient_reducer();
+  start_step_graphs();
 
   log_ << "***** Running training *****\n"
        << "  Num examples = " << td.size() << "\n  Num Epochs = " << std::int64_t(num_epochs_)
@@ -523,7 +556,7 @@ template <class T, class Device> nlohmann::json trainer<T, Device>::train(const 
     std::int64_t first = epoch == resume_epoch_ ? resume_batch_ : 0;
     for (std::int64_t bi = first; bi < nb && global_step_ < max_steps_ && !stop_early_; ++bi) {
       const bool boundary = (bi + 1) % accum == 0 || bi + 1 == nb;
-      train_step(to_device<Device>(collate(td, batches[bi])), accum, boundary);
+      train_step(to_device<Device>(collate(td, batches[bi], args_.pad_to_multiple_of)), accum, boundary);
       if (!boundary) continue;
       const tensor<double, Device> grad_sq = optimizer_step();
       const double epoch_f = double(epoch) + double(bi + 1) / double(nb);
@@ -557,6 +590,9 @@ template <class T, class Device> nlohmann::json trainer<T, Device>::train(const 
   bar.finish();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   if (reducer_) log_gradient_reduction(secs);
+  if (graphs_)
+    log_ << "CUDA graphs: " << graphs_->captures() << " captured, " << graphs_->replays() << " of " << global_step_
+         << " steps replayed, " << graphs_->failures() << " shapes left eager after a failure\n";
   if (comm_) comm_->barrier(); // rank 0's last checkpoint is complete
   if (args_.load_best_model_at_end && !best_checkpoint_.empty() && fs::exists(best_checkpoint_)) {
     log_ << "Loading best model from " << best_checkpoint_ << " (score: " << *best_metric_ << ").\n";

@@ -1,0 +1,163 @@
+// SPDX-License-Identifier: MIT
+// The training step as CUDA graphs (training/step_graphs.hpp, cuda/graph.cuh) against the same steps run eagerly
+// (built only with the CUDA backend; skipped without a GPU). A replay runs the kernels the eager step would, with the
+// same arguments but for the dropout draw's key and counter, which it reads from the device: so every loss and every
+// weight must be bit-identical, over steps that mix two batch shapes (two graphs in one pool), dropout on, in fp32
+// and under bf16 autocast. test_backend_contract.cpp checks step_graphs' bookkeeping (warm-up, capture, replay, the
+// gradients lent and taken back, failed captures) on a stub device, without a GPU.
+
+#include <cstdint>  // int64_t, int32_t, uint64_t
+#include <iostream> // cout (skip notice)
+#include <optional> // optional
+#include <sstream>  // ostringstream
+#include <vector>   // vector
+
+#include <minibert/bert.hpp>
+#include <minibert/cuda/backend.hpp>
+
+#include "test_helpers.hpp"
+
+namespace test_cuda_graphs { // each test file in its own namespace: a test group compiles as one unit
+
+namespace {
+using namespace minibert;
+using cuda = device::cuda;
+
+bool skip_without_gpu(const char* name) {
+  if (cuda_available()) return false;
+  std::cout << "[minibert-skip] " << name << ": no CUDA device" << std::endl;
+  return true;
+}
+
+bert_config small_config() {
+  bert_config c;
+  c.vocab_size = 50;
+  c.hidden_size = 64;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2; // head size 32: the flash kernels take it too
+  c.intermediate_size = 96;
+  c.max_position_embeddings = 32;
+  c.id2label = {"a", "b", "c"};
+  return c;
+}
+
+/// step s's batch: 4 rows, padded to 16 columns, or to 32 every third step (two shapes)
+model_batch<cuda> batch_of(std::uint64_t s) {
+  test::rng r(100 + s);
+  tokenized_dataset d;
+  const std::int64_t longest = s % 3 == 2 ? 20 : 12;
+  for (std::int64_t len : {longest, std::int64_t(3), longest - 4, std::int64_t(7)}) {
+    std::vector<std::int32_t> ids{2};
+    for (std::int64_t j = 1; j < len; ++j) ids.push_back(std::int32_t(4 + r.integer(40)));
+    d.ids.push_back(ids);
+    d.type_ids.emplace_back(ids.size(), 0);
+    d.labels.push_back(r.integer(3));
+  }
+  return to_device<cuda>(collate(d, std::vector<std::size_t>{0, 1, 2, 3}, 16));
+}
+
+struct run_result {
+  std::vector<float> losses;
+  std::vector<std::vector<double>> weights;
+  std::uint64_t draws = 0;
+  std::int64_t captures = 0, replays = 0;
+};
+
+/// `steps` training steps (AdamW, clipping, dropout 0.1) of a model initialized from seed 7, graphed or eager
+run_result train(bool graphed, matmul_precision precision, int steps) {
+  bert_for_sequence_classification<float> init_model(small_config());
+  generator init(7);
+  init_model.init_weights(init);
+  bert_for_sequence_classification<float, cuda> model(small_config());
+  auto src = init_model.named_parameters();
+  auto dst = model.named_parameters();
+  for (std::size_t i = 0; i < src.size(); ++i) {
+    const tensor<float, cuda> up = to_device<cuda>(src[i].second.value());
+    backend<cuda>::copy(current_context<cuda>(), up.data(), dst[i].second.mutable_value().data(), up.numel());
+  }
+  model.train();
+  adamw<float, cuda> opt(default_param_groups(model, 0.01));
+  std::ostringstream log;
+  step_graphs<float, cuda> graphs(4, log);
+  generator gen(5);
+  const auto forward_backward = [&](const model_batch<cuda>& b, const tensor<float, cuda>& seed) {
+    autocast<cuda> mixed(precision);
+    auto loss = model.loss(model.forward(b.inputs, gen), b.labels);
+    loss.backward(seed);
+    return loss.value();
+  };
+  run_result r;
+  for (int s = 0; s < steps; ++s) {
+    const model_batch<cuda> b = batch_of(std::uint64_t(s));
+    std::optional<tensor<float, cuda>> loss;
+    if (graphed) loss = graphs.run(b, model.parameters(), gen, 1.0f, forward_backward);
+    if (!loss) loss = forward_backward(b, full_on<float, cuda>({1}, 1.0f));
+    r.losses.push_back(item(*loss));
+    clip_grad_norm(model.parameters(), 1.0);
+    opt.step(1e-3);
+    graphs.reclaim(model.parameters());
+    model.zero_grad();
+  }
+  for (const auto& p : model.parameters()) r.weights.push_back(test::values(to_host(p.value())));
+  r.draws = gen.offset();
+  r.captures = graphs.captures();
+  r.replays = graphs.replays();
+  INFO(log.str());
+  CHECK(graphs.failures() == 0);
+  return r;
+}
+
+void check_identical(matmul_precision precision) {
+  const int steps = 9; // shape A at steps 0 1 3 4 6 7 (warm-up, capture, 4 replays), shape B at 2 5 8
+  const run_result eager = train(false, precision, steps), graphed = train(true, precision, steps);
+  CHECK(graphed.captures == 2);
+  CHECK(graphed.replays == 7); // every step but each shape's first
+  CHECK(graphed.draws == eager.draws);
+  REQUIRE(graphed.losses.size() == eager.losses.size());
+  for (std::size_t s = 0; s < eager.losses.size(); ++s)
+    CHECK_MESSAGE(graphed.losses[s] == eager.losses[s], "step " << s << ": loss " << graphed.losses[s]
+                                                                << " replayed, " << eager.losses[s] << " eager");
+  REQUIRE(graphed.weights.size() == eager.weights.size());
+  for (std::size_t i = 0; i < eager.weights.size(); ++i)
+    CHECK_MESSAGE(graphed.weights[i] == eager.weights[i], "parameter " << i << " differs after " << steps << " steps");
+}
+} // namespace
+
+TEST_CASE("cuda graphs: replayed training steps are bit-identical to eager ones (fp32)") {
+  if (skip_without_gpu("cuda graphs: fp32 steps")) return;
+  check_identical(matmul_precision::fp32);
+}
+
+TEST_CASE("cuda graphs: replayed training steps are bit-identical to eager ones (bf16 autocast, flash attention)") {
+  if (skip_without_gpu("cuda graphs: bf16 steps")) return;
+  auto& ctx = current_context<cuda>();
+  const test::scoped_value attention(ctx.attention, attention_provider::flash);
+  check_identical(matmul_precision::bf16);
+}
+
+TEST_CASE("cuda graphs: a capture that fails leaves the stream, the allocator and the generator usable") {
+  if (skip_without_gpu("cuda graphs: failed capture")) return;
+  auto& ctx = current_context<cuda>();
+  const tensor<float, cuda> x = full_on<float, cuda>({4}, 2.0f);
+  const std::shared_ptr<void> pool = backend<cuda>::graph_pool();
+  const tensor<std::int64_t, cuda> philox = zeros_on<std::int64_t, cuda>({2});
+  backend<cuda>::capture_begin(ctx, pool, reinterpret_cast<const std::uint64_t*>(philox.data()), 1, 0);
+  CHECK_THROWS_WITH_AS((void)item(x), doctest::Contains("cannot be captured"), error);
+  backend<cuda>::capture_abort(ctx);
+  CHECK(ctx.capture == nullptr);
+  CHECK(double(item(x)) == 2.0); // eager work runs again
+  // a capture that records a kernel and an upload replays them: y = 3 + x each time
+  tensor<float, cuda> y = tensor<float, cuda>::empty({4});
+  backend<cuda>::capture_begin(ctx, pool, reinterpret_cast<const std::uint64_t*>(philox.data()), 1, 0);
+  const float three[4] = {3, 3, 3, 3};
+  backend<cuda>::upload(ctx, three, y.data(), 4);
+  backend<cuda>::axpy(ctx, 1.0f, x.data(), y.data(), 4);
+  const std::shared_ptr<void> graph = backend<cuda>::capture_end(ctx);
+  backend<cuda>::replay(ctx, graph);
+  CHECK(test::values(to_host(y)) == std::vector<double>{5, 5, 5, 5});
+  backend<cuda>::fill(ctx, y.data(), 4, 0.0f);
+  backend<cuda>::replay(ctx, graph);
+  CHECK(test::values(to_host(y)) == std::vector<double>{5, 5, 5, 5}); // the upload's source is the graph's copy
+}
+
+} // namespace test_cuda_graphs
