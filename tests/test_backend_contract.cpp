@@ -7,6 +7,7 @@
 #include <algorithm> // count
 #include <cstdint>   // int64_t, int32_t, uint8_t, uint64_t
 #include <cstdlib>   // malloc, free
+#include <filesystem> // temp_directory_path, remove_all (the trainer's output)
 #include <map>       // map
 #include <memory>    // shared_ptr, make_shared (graphs)
 #include <set>       // set
@@ -14,6 +15,8 @@
 #include <span>      // span
 #include <string>    // string
 #include <vector>    // vector
+
+#include <unistd.h> // getpid
 
 #include <minibert/bert.hpp> // the contract instantiates the model, trainer and scaler on every backend
 
@@ -371,9 +374,10 @@ struct graphed_stub {
     graphs.reclaim(model.parameters());
     model.zero_grad();
   }
-  bool every_parameter_has_a_gradient() const {
+  /// every parameter has a gradient that nothing else holds (so clipping and unscaling write it in place)
+  bool every_parameter_has_a_sole_gradient() const {
     for (const auto& p : model.parameters())
-      if (!p.has_grad()) return false;
+      if (!p.has_grad() || !p.grad().sole_handle()) return false;
     return true;
   }
   std::vector<const float*> gradient_buffers() const {
@@ -405,7 +409,7 @@ TEST_CASE("backend contract: step_graphs captures a shape's second step and repl
     for (const char* expected : {"replay", "fill", "upload", "copy", "copy_strided"}) calls.erase(expected);
     CHECK_MESSAGE(calls.empty(), "a replayed step made other calls, e.g. " << calls.begin()->first);
     CHECK(s.gen.offset() == step * draws); // each replay advances the generator by the eager step's draws
-    CHECK(s.every_parameter_has_a_gradient()); // lent by the graph
+    CHECK(s.every_parameter_has_a_sole_gradient()); // lent by the graph, which keeps no other handle
     if (buffers.empty()) buffers = s.gradient_buffers();
     CHECK(s.gradient_buffers() == buffers); // the same buffers at every replay
     s.finish_step();
@@ -450,6 +454,45 @@ TEST_CASE("backend contract: a gradient buffer replaced during the optimizer ste
   CHECK(s.log.str().find("was replaced") != std::string::npos);
   CHECK_FALSE(s.step());
   CHECK(s.graphs.captures() == 1);
+}
+
+TEST_CASE("backend contract: the trainer's cuda_graphs replays every step after each shape's first (stub device)") {
+  using namespace minibert;
+  const tokenizer tok =
+      tokenizer::from_vocab(std::string(MINIBERT_TEST_SHARED_DIR) + "/data/bert-base-uncased/vocab.txt");
+  bert_config c = tiny_config();
+  c.vocab_size = 30522;
+  c.max_position_embeddings = 32;
+  bert_for_sequence_classification<float, stub> model(c);
+  generator init(1);
+  model.init_weights(init);
+  dataset d;
+  d.label_names = {"neg", "pos"};
+  d.has_labels = true;
+  d.path = "memory";
+  for (std::size_t i = 0; i < 16; ++i) // rows of 5 and 8 tokens: every batch pads to 16
+    d.examples.push_back({i % 2 ? "a good film" : "a rather long and tedious film", "", std::int64_t(i % 2), i + 1});
+  training_args a;
+  a.output_dir = (std::filesystem::temp_directory_path() / ("minibert_graphs_" + std::to_string(::getpid()))).string();
+  a.batch_size = 4;
+  a.max_steps = 8; // 2 epochs of 4 batches
+  a.eval_strategy = a.save_strategy = interval_strategy::no;
+  a.pad_to_multiple_of = 16;
+  a.cuda_graphs = true;
+  std::ostringstream log;
+  trainer<float, stub> t(model, tok, a, log);
+  t.train(d, nullptr);
+  std::filesystem::remove_all(a.output_dir);
+  CHECK_MESSAGE(log.str().find("CUDA graphs: 1 captured, 7 of 8 steps replayed, 0 shapes") != std::string::npos,
+                log.str());
+  // with accumulation the steps run eagerly, and the log says why
+  a.gradient_accumulation_steps = 2;
+  std::ostringstream log2;
+  trainer<float, stub> t2(model, tok, a, log2);
+  t2.train(d, nullptr);
+  std::filesystem::remove_all(a.output_dir);
+  CHECK(log2.str().find("--cuda-graphs ignored (gradient accumulation)") != std::string::npos);
+  CHECK(log2.str().find("CUDA graphs:") == std::string::npos);
 }
 
 } // namespace test_backend_contract
