@@ -440,6 +440,16 @@ TEST_CASE("backend contract: a step that cannot be captured runs eagerly, and it
   CHECK(minibert::default_context<stub>().captured.empty());
   CHECK_FALSE(s.step()); // eager from now on
   CHECK(s.graphs.captures() == 0);
+  // and no other shape is tried: what failed one capture would fail the next
+  CHECK(s.graphs.capturing_stopped());
+  s.read_loss_on_host = false;
+  s.batch = minibert::to_device<stub>(minibert::collate(
+      minibert::tokenized_dataset{{{2, 5, 3}}, {{0, 0, 0}}, {1}, 0}, std::vector<std::size_t>{0}));
+  for (int i = 0; i < 3; ++i) {
+    CHECK_FALSE(s.step());
+    s.finish_step();
+  }
+  CHECK(s.graphs.captures() == 0);
 }
 
 TEST_CASE("backend contract: a gradient buffer replaced during the optimizer step retires its graph") {

@@ -3,14 +3,20 @@
 // (built only with the CUDA backend; skipped without a GPU). A replay runs the kernels the eager step would, with the
 // same arguments but for the dropout draw's key and counter, which it reads from the device: so every loss and every
 // weight must be bit-identical, over steps that mix two batch shapes (two graphs in one pool), dropout on, in fp32
-// and under bf16 autocast. test_backend_contract.cpp checks step_graphs' bookkeeping (warm-up, capture, replay, the
-// gradients lent and taken back, failed captures) on a stub device, without a GPU.
+// and under bf16 autocast (flash attention, with and without attention dropout), and through the trainer (fp16 loss
+// scaling, clipping on the device). test_backend_contract.cpp checks step_graphs' bookkeeping (warm-up, capture,
+// replay, the gradients lent and taken back, failed captures) on a stub device, without a GPU.
 
-#include <cstdint>  // int64_t, int32_t, uint64_t
-#include <iostream> // cout (skip notice)
-#include <optional> // optional
-#include <sstream>  // ostringstream
-#include <vector>   // vector
+#include <cstdint>    // int64_t, int32_t, uint64_t
+#include <filesystem> // temp_directory_path, remove_all (the trainer's output)
+#include <iostream>   // cout (skip notice)
+#include <optional>   // optional
+#include <sstream>    // ostringstream
+#include <string>     // string, to_string
+#include <utility>    // pair
+#include <vector>     // vector
+
+#include <unistd.h> // getpid
 
 #include <minibert/bert.hpp>
 #include <minibert/cuda/backend.hpp>
@@ -29,8 +35,9 @@ bool skip_without_gpu(const char* name) {
   return true;
 }
 
-bert_config small_config() {
+bert_config small_config(double attention_dropout = 0.1) {
   bert_config c;
+  c.attention_probs_dropout_prob = attention_dropout;
   c.vocab_size = 50;
   c.hidden_size = 64;
   c.num_hidden_layers = 2;
@@ -63,18 +70,30 @@ struct run_result {
   std::int64_t captures = 0, replays = 0;
 };
 
-/// `steps` training steps (AdamW, clipping, dropout 0.1) of a model initialized from seed 7, graphed or eager
-run_result train(bool graphed, matmul_precision precision, int steps) {
-  bert_for_sequence_classification<float> init_model(small_config());
-  generator init(7);
-  init_model.init_weights(init);
-  bert_for_sequence_classification<float, cuda> model(small_config());
-  auto src = init_model.named_parameters();
-  auto dst = model.named_parameters();
+/// the weights of `cpu` (initialized from `seed`) copied into `gpu`
+void init_from_cpu(bert_for_sequence_classification<float, cuda>& gpu, std::uint64_t seed) {
+  bert_for_sequence_classification<float> cpu(gpu.config());
+  generator init(seed);
+  cpu.init_weights(init);
+  auto src = cpu.named_parameters();
+  auto dst = gpu.named_parameters();
+  REQUIRE(src.size() == dst.size());
   for (std::size_t i = 0; i < src.size(); ++i) {
     const tensor<float, cuda> up = to_device<cuda>(src[i].second.value());
     backend<cuda>::copy(current_context<cuda>(), up.data(), dst[i].second.mutable_value().data(), up.numel());
   }
+}
+
+std::vector<std::vector<double>> weights_of(const bert_for_sequence_classification<float, cuda>& model) {
+  std::vector<std::vector<double>> out;
+  for (const auto& p : model.parameters()) out.push_back(test::values(to_host(p.value())));
+  return out;
+}
+
+/// `steps` training steps (AdamW, clipping, hidden dropout 0.1) of a model initialized from seed 7, graphed or eager
+run_result train(bool graphed, matmul_precision precision, int steps, double attention_dropout) {
+  bert_for_sequence_classification<float, cuda> model(small_config(attention_dropout));
+  init_from_cpu(model, 7);
   model.train();
   adamw<float, cuda> opt(default_param_groups(model, 0.01));
   std::ostringstream log;
@@ -98,7 +117,7 @@ run_result train(bool graphed, matmul_precision precision, int steps) {
     graphs.reclaim(model.parameters());
     model.zero_grad();
   }
-  for (const auto& p : model.parameters()) r.weights.push_back(test::values(to_host(p.value())));
+  r.weights = weights_of(model);
   r.draws = gen.offset();
   r.captures = graphs.captures();
   r.replays = graphs.replays();
@@ -107,9 +126,14 @@ run_result train(bool graphed, matmul_precision precision, int steps) {
   return r;
 }
 
-void check_identical(matmul_precision precision) {
+void check_identical(matmul_precision precision, double attention_dropout = 0.1) {
+  auto& ctx = current_context<cuda>();
+  backend<cuda>::synchronize(ctx);
+  const std::int64_t before = backend<cuda>::memory_allocated(ctx);
   const int steps = 9; // shape A at steps 0 1 3 4 6 7 (warm-up, capture, 4 replays), shape B at 2 5 8
-  const run_result eager = train(false, precision, steps), graphed = train(true, precision, steps);
+  const run_result eager = train(false, precision, steps, attention_dropout);
+  const run_result graphed = train(true, precision, steps, attention_dropout);
+  CHECK(backend<cuda>::memory_allocated(ctx) == before); // the graphs' pool gave everything back
   CHECK(graphed.captures == 2);
   CHECK(graphed.replays == 7); // every step but each shape's first
   CHECK(graphed.draws == eager.draws);
@@ -132,7 +156,59 @@ TEST_CASE("cuda graphs: replayed training steps are bit-identical to eager ones 
   if (skip_without_gpu("cuda graphs: bf16 steps")) return;
   auto& ctx = current_context<cuda>();
   const test::scoped_value attention(ctx.attention, attention_provider::flash);
+  const std::uint64_t flash_before = ctx.flash_attention_launches;
   check_identical(matmul_precision::bf16);
+  CHECK(ctx.flash_attention_launches > flash_before); // the flash kernels ran (captured too), not the fallback
+}
+
+TEST_CASE("cuda graphs: flash attention without attention dropout is captured too (bf16)") {
+  if (skip_without_gpu("cuda graphs: no attention dropout")) return;
+  auto& ctx = current_context<cuda>();
+  const test::scoped_value attention(ctx.attention, attention_provider::flash);
+  check_identical(matmul_precision::bf16, 0.0); // hidden dropout still draws: attention's empty draw must not refuse
+}
+
+TEST_CASE("cuda graphs: the trainer's --cuda-graphs trains bit for bit as eagerly (fp16 loss scaling, clipping)") {
+  if (skip_without_gpu("cuda graphs: trainer")) return;
+  const tokenizer tok =
+      tokenizer::from_vocab(std::string(MINIBERT_TEST_SHARED_DIR) + "/data/bert-base-uncased/vocab.txt");
+  bert_config c = small_config();
+  c.vocab_size = 30522;
+  dataset d;
+  d.label_names = {"neg", "pos"};
+  d.has_labels = true;
+  d.path = "memory";
+  const char* texts[] = {"a good film", "a rather long and tedious film", "fine", "not the best film of the year"};
+  for (std::size_t i = 0; i < 24; ++i) d.examples.push_back({texts[i % 4], "", std::int64_t(i % 3 == 0), i + 1});
+  const auto run = [&](bool graphs, std::string& log_text) {
+    bert_for_sequence_classification<float, cuda> model(c);
+    init_from_cpu(model, 11);
+    training_args a;
+    a.output_dir = (std::filesystem::temp_directory_path() /
+                    ("minibert_cuda_graphs_" + std::to_string(::getpid()) + (graphs ? "_g" : "_e"))).string();
+    a.batch_size = 4;
+    a.max_steps = 12; // two epochs of 6 batches, lengths padded to 16
+    a.learning_rate = 1e-3;
+    a.warmup_steps = 2;
+    a.eval_strategy = a.save_strategy = interval_strategy::no;
+    a.pad_to_multiple_of = 16;
+    a.fp16 = true;
+    a.cuda_graphs = graphs;
+    std::ostringstream log;
+    trainer<float, cuda> t(model, tok, a, log);
+    const nlohmann::json r = t.train(d, nullptr);
+    std::filesystem::remove_all(a.output_dir);
+    log_text = log.str();
+    return std::make_pair(r["train_loss"].get<double>(), weights_of(model));
+  };
+  std::string eager_log, graph_log;
+  const auto eager = run(false, eager_log), graphed = run(true, graph_log);
+  INFO(graph_log);
+  CHECK(graph_log.find("CUDA graphs: 1 captured, 11 of 12 steps replayed, 0 shapes") != std::string::npos);
+  CHECK(graphed.first == eager.first);
+  REQUIRE(graphed.second.size() == eager.second.size());
+  for (std::size_t i = 0; i < eager.second.size(); ++i)
+    CHECK_MESSAGE(graphed.second[i] == eager.second[i], "parameter " << i << " differs after 12 steps");
 }
 
 TEST_CASE("cuda graphs: a capture that fails leaves the stream, the allocator and the generator usable") {
@@ -149,13 +225,21 @@ TEST_CASE("cuda graphs: a capture that fails leaves the stream, the allocator an
   // a capture that records a kernel and an upload replays them: y = 3 + x each time
   tensor<float, cuda> y = tensor<float, cuda>::empty({4});
   backend<cuda>::capture_begin(ctx, pool, reinterpret_cast<const std::uint64_t*>(philox.data()), 1, 0);
-  const float three[4] = {3, 3, 3, 3};
+  float three[4] = {3, 3, 3, 3};
   backend<cuda>::upload(ctx, three, y.data(), 4);
   backend<cuda>::axpy(ctx, 1.0f, x.data(), y.data(), 4);
   const std::shared_ptr<void> graph = backend<cuda>::capture_end(ctx);
+  // the source changes and the upload ring goes round: the replays still upload the captured values
+  const auto scribble = [&](float v) {
+    for (float& t : three) t = v;
+    tensor<float, cuda> z = tensor<float, cuda>::empty({4});
+    for (int i = 0; i < 2 * context<cuda>::upload_slots; ++i) backend<cuda>::upload(ctx, three, z.data(), 4);
+  };
+  scribble(7);
   backend<cuda>::replay(ctx, graph);
   CHECK(test::values(to_host(y)) == std::vector<double>{5, 5, 5, 5});
   backend<cuda>::fill(ctx, y.data(), 4, 0.0f);
+  scribble(9);
   backend<cuda>::replay(ctx, graph);
   CHECK(test::values(to_host(y)) == std::vector<double>{5, 5, 5, 5}); // the upload's source is the graph's copy
 }

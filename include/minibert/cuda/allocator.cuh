@@ -13,11 +13,13 @@
 
    One device: the allocator does not track which device a block lives on; use one GPU per process.
 
-   Graph pools (graph.cuh): while a stream is captured into a CUDA graph, every allocation comes from the capture's
-   pool, since a replay writes wherever the capture's allocations were. A pool's blocks, free or live, go to nothing
-   but later captures into the same pool (whose graphs never run at once) until the pool is retired (its last graph
-   is gone); blocks of the common cache freed during a capture (the graph may read them) are held back until then
-   too. Retired, a pool's blocks join the common cache, live ones when they are freed.
+   Graph pools (graph.cuh): while a stream is captured into a CUDA graph, every allocation of the capturing thread
+   comes from the capture's pool, since a replay writes wherever the capture's allocations were. A pool's blocks,
+   free or live, go to nothing but later captures into the same pool (whose graphs never run at once) until the pool
+   is retired (its last graph is gone); blocks of the common cache the capturing thread frees during a capture (the
+   graph may read them) are held back until then too. A block allocated before a capture and used by the graph must
+   be kept alive by the graph's owner for as long as the graph may replay. Retired, a pool's blocks join the common
+   cache, live ones when they are freed.
 
    The non-template functions at the end define what cuda/backend.hpp declares; they are deliberately not inline:
    include this header only through cuda/backend_impl.cuh, from exactly one .cu file of a program. */
@@ -32,6 +34,7 @@
 #include <memory>        // shared_ptr (graph pools)
 #include <mutex>         // mutex, lock_guard
 #include <string>        // to_string
+#include <thread>        // this_thread::get_id (the capturing thread)
 #include <unordered_map> // unordered_map (live blocks)
 #include <utility>       // pair
 #include <vector>        // vector (held blocks)
@@ -69,19 +72,20 @@ public:
     std::lock_guard<std::mutex> lock(mutex_);
     if (bytes > max_request) throw out_of_memory(bytes);
     const std::size_t size = round_size(bytes);
-    auto& free = capturing_ ? capturing_->free : free_;
+    const std::shared_ptr<pool> into = capture_pool();
+    auto& free = into ? into->free : free_;
     // best fit: the smallest cached block that holds the request without wasting more than a quarter of it
     if (auto it = free.lower_bound(size); it != free.end() && it->first - size <= size / 4) {
       void* p = it->second;
       const std::size_t s = it->first;
-      live_.emplace(p, block{s, capturing_}); // may throw: the block then stays in the free list
+      live_.emplace(p, block{s, into}); // may throw: the block then stays in the free list
       free.erase(it);
       note_allocated(s);
       return p;
     }
     void* p = nullptr;
-    cudaError_t e = device_malloc(&p, size);
-    if (e == cudaErrorMemoryAllocation && !capturing_) {
+    cudaError_t e = device_malloc(&p, size, into != nullptr);
+    if (e == cudaErrorMemoryAllocation && !into) {
       (void)cudaGetLastError(); // an allocation failure is not sticky: clear it and retry with the cache emptied
       release_cached();
       e = cudaMalloc(&p, size);
@@ -92,7 +96,7 @@ public:
       throw error("cuda", "cudaMalloc(" + std::to_string(size) + " bytes) failed: " + cudaGetErrorString(e));
     }
     try {
-      live_.emplace(p, block{size, capturing_});
+      live_.emplace(p, block{size, into});
     } catch (...) {
       cudaFree(p);
       throw;
@@ -113,7 +117,7 @@ public:
     allocated_ -= s;
     try {
       if (owner) owner->free.emplace(s, p);
-      else if (capturing_) capturing_->held.emplace_back(s, p);
+      else if (const std::shared_ptr<pool> into = capture_pool()) into->held.emplace_back(s, p);
       else free_.emplace(s, p);
     } catch (...) { // no memory for the list node: the block stays reserved, unused, rather than risk a reuse
     }
@@ -121,10 +125,11 @@ public:
 
   /// @brief a new graph pool (see the file comment)
   std::shared_ptr<pool> make_pool() { return std::make_shared<pool>(); }
-  /// @brief allocations come from `p` until capture_into(nullptr)
+  /// @brief the calling thread's allocations come from `p` until capture_into(nullptr) (one capture at a time)
   void capture_into(std::shared_ptr<pool> p) {
     std::lock_guard<std::mutex> lock(mutex_);
     capturing_ = std::move(p);
+    capturing_thread_ = std::this_thread::get_id();
   }
   /// @brief `p` serves no graph any more: its cached and held blocks join the common cache, its live blocks will
   void retire(pool& p) noexcept {
@@ -168,10 +173,15 @@ private:
     return (bytes + g - 1) / g * g;
   }
 
+  // caller holds mutex_: the pool the calling thread's allocations come from now (null: the common cache)
+  std::shared_ptr<pool> capture_pool() const {
+    return capturing_ && std::this_thread::get_id() == capturing_thread_ ? capturing_ : nullptr;
+  }
+
   // cudaMalloc; during a capture with the thread's capture mode relaxed for the call, as cudaMalloc is not a stream
   // operation and the strict modes refuse it (the block is the pool's from now on, which is what makes it safe)
-  cudaError_t device_malloc(void** p, std::size_t size) {
-    if (!capturing_) return cudaMalloc(p, size);
+  cudaError_t device_malloc(void** p, std::size_t size, bool capturing) {
+    if (!capturing) return cudaMalloc(p, size);
     cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
     (void)cudaThreadExchangeStreamCaptureMode(&mode);
     const cudaError_t e = cudaMalloc(p, size);
@@ -210,7 +220,8 @@ private:
   std::mutex mutex_;
   std::multimap<std::size_t, void*> free_; // size -> cached block (the common cache)
   std::unordered_map<void*, block> live_;  // blocks in use
-  std::shared_ptr<pool> capturing_;        // the pool allocations come from during a capture
+  std::shared_ptr<pool> capturing_;        // the pool a capture's allocations come from
+  std::thread::id capturing_thread_;       // the capturing thread (its allocations only)
   std::size_t allocated_ = 0, reserved_ = 0, peak_ = 0;
 };
 

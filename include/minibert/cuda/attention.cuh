@@ -190,7 +190,7 @@ void backend<device::cuda>::attention_forward(ctx_t& ctx, const attention_dims& 
     saved.matmul = ctx.matmul;
     if (flash) {
       const int* key_len = cuda::flash_key_lengths(ctx, d, mask, 0, nullptr);
-      const cuda::flash::params pr = cuda::flash_params(d, key_len, p, cuda::philox_of(ctx, seed, base));
+      const cuda::flash::params pr = cuda::flash_params(d, key_len, p, cuda::philox_of(ctx, p, seed, base));
       cuda::flash::forward(ctx, pr, HS, q, k, v, mask, out, saved.lse.data());
       ++ctx.flash_attention_launches;
     } else {
@@ -224,7 +224,7 @@ void backend<device::cuda>::attention_forward(ctx_t& ctx, const attention_dims& 
     saved.keep = tensor<std::uint8_t, device::cuda>::empty(saved.probs.shape());
     T* dropped = ctx.scratch<T>(n);
     cuda::dropout_forward(stream, static_cast<const T*>(P), dropped, saved.keep.data(), n, p,
-                          cuda::philox_of(ctx, seed, base));
+                          cuda::philox_of(ctx, p, seed, base));
     PV = dropped;
   }
   // O_h (T,HS) = dropout(P) (T,T) v_h (T,HS), written at column h*HS of out (B,T,C)
@@ -272,7 +272,8 @@ void backend<device::cuda>::attention_backward(ctx_t& ctx, const attention_dims&
   if (saved.provider == attention_provider::flash) {
     float* delta = nullptr;
     const int* key_len = cuda::flash_key_lengths(ctx, d, mask, B * NH * Tn, &delta);
-    const cuda::flash::params pr = cuda::flash_params(d, key_len, p, cuda::philox_of(ctx, saved.seed, saved.base));
+    const cuda::philox_args draw = cuda::philox_of(ctx, p, saved.seed, saved.base);
+    const cuda::flash::params pr = cuda::flash_params(d, key_len, p, draw);
     cuda::flash::backward(ctx, saved.matmul, pr, HS, dout, q, k, v, mask, saved.out.data(), saved.lse.data(), delta, dq,
                           dk, dv);
     return;
@@ -328,7 +329,7 @@ void backend<device::cuda>::attention_varlen_forward(ctx_t& ctx, const varlen_di
                                           << ": packed sequences need the flash provider, head size 32, 64 or 128, "
                                              "tensor-core operands and an sm_80+ device");
   if (d.B == 0 || d.max_seqlen == 0) return;
-  const cuda::flash::params pr = cuda::flash_params(d, p, cuda::philox_of(ctx, seed, base));
+  const cuda::flash::params pr = cuda::flash_params(d, p, cuda::philox_of(ctx, p, seed, base));
   cuda::flash::forward(ctx, pr, d.C / d.NH, q, k, v, static_cast<const T*>(nullptr), out, lse);
   ++ctx.flash_attention_launches;
 }
@@ -346,7 +347,7 @@ void backend<device::cuda>::attention_varlen_backward(ctx_t& ctx, const varlen_d
   if (d.B == 0 || d.max_seqlen == 0) return;
   float* delta = nullptr;
   cuda::flash_key_lengths(ctx, padded, static_cast<const T*>(nullptr), d.B * d.NH * d.max_seqlen, &delta);
-  const cuda::flash::params pr = cuda::flash_params(d, p, cuda::philox_of(ctx, seed, base));
+  const cuda::flash::params pr = cuda::flash_params(d, p, cuda::philox_of(ctx, p, seed, base));
   cuda::flash::backward(ctx, ctx.matmul, pr, d.C / d.NH, dout, q, k, v, static_cast<const T*>(nullptr), out, lse,
                         delta, dq, dk, dv);
 }

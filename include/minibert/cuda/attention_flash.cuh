@@ -74,16 +74,17 @@ __device__ __forceinline__ sequence sequence_of(const params& pr, i64 b) {
   return {b * pr.T, pr.T, pr.key_len ? i64(pr.key_len[b]) : pr.T};
 }
 
-/// @brief whether dropout keeps element e of the (B,NH,T,T) draw (dropout.cuh's rule)
-__device__ __forceinline__ bool kept(const params& pr, std::uint64_t e) {
-  const minibert::detail::philox_out r = minibert::detail::philox4x32_10(pr.philox.key(), pr.philox.first() + e / 4);
+/// @brief whether dropout keeps element e of the (B,NH,T,T) draw (dropout.cuh's rule); `draw` resolved (read from
+/// the device once per kernel, not per element)
+__device__ __forceinline__ bool kept(const params& pr, const philox_args& draw, std::uint64_t e) {
+  const minibert::detail::philox_out r = minibert::detail::philox4x32_10(draw.seed, draw.base + e / 4);
   return minibert::detail::uniform01(r.v[e % 4]) >= pr.p;
 }
 
 /// @brief the dropout factor of element (b h, i, j): 1 without dropout, else keep ? 1/(1-p) : 0
-__device__ __forceinline__ float dropout_factor(const params& pr, i64 bh, i64 i, i64 j) {
+__device__ __forceinline__ float dropout_factor(const params& pr, const philox_args& draw, i64 bh, i64 i, i64 j) {
   if (pr.p == 0.0f) return 1.0f;
-  return kept(pr, std::uint64_t((bh * pr.T + i) * pr.T + j)) ? pr.keep_scale : 0.0f;
+  return kept(pr, draw, std::uint64_t((bh * pr.T + i) * pr.T + j)) ? pr.keep_scale : 0.0f;
 }
 
 /// @brief rows [0, rows) of a (rows_per_block, D) shared tile from x (row r at x + (row0 + r) ld + col0), rounded to
@@ -247,6 +248,7 @@ __global__ void __launch_bounds__(threads)
   __shared__ __align__(16) bits16 Vs[tile][D + 8];
   const i64 b = blockIdx.z, h = blockIdx.y, i0 = i64(blockIdx.x) * rows_per_block, bh = b * pr.NH + h;
   const sequence sq = sequence_of(pr, b);
+  const philox_args draw = pr.philox.resolved();
   if (i0 >= sq.len_q) return;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, qd = lane % 4, wr = warp * 16;
   // this warp's 16 query rows into registers, through Ks
@@ -293,7 +295,7 @@ __global__ void __launch_bounds__(threads)
       for (int r = 0; r < 4; ++r) {
         const float pij = expf(s[n][r] - base[r >> 1]);
         l[r >> 1] += pij; // the softmax normalizer counts every key, dropped or not
-        s[n][r] = pij * dropout_factor(pr, bh, i0 + wr + frag_row(g, r), j0 + frag_col(n, qd, r));
+        s[n][r] = pij * dropout_factor(pr, draw, bh, i0 + wr + frag_row(g, r), j0 + frag_col(n, qd, r));
       }
     std::uint32_t pa[4][4];
     accumulator_as_a<Op>(pa, s);
@@ -344,6 +346,7 @@ __global__ void __launch_bounds__(threads)
   __shared__ __align__(16) bits16 Vs[tile][D + 8];
   const i64 b = blockIdx.z, h = blockIdx.y, i0 = i64(blockIdx.x) * rows_per_block, bh = b * pr.NH + h;
   const sequence sq = sequence_of(pr, b);
+  const philox_args draw = pr.philox.resolved();
   if (i0 >= sq.len_q) return;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, qd = lane % 4, wr = warp * 16;
   const i64 rows = min(i64(rows_per_block), sq.len_q - i0);
@@ -379,7 +382,7 @@ __global__ void __launch_bounds__(threads)
       for (int r = 0; r < 4; ++r) {
         const int c = frag_col(n, qd, r), hr = r >> 1;
         const float pij = recomputed_probability(masked_score(s[n][r], pr, mask, b, j0 + c, c < valid), row_lse[hr]);
-        const float z = dropout_factor(pr, bh, i0 + wr + frag_row(g, r), j0 + c);
+        const float z = dropout_factor(pr, draw, bh, i0 + wr + frag_row(g, r), j0 + c);
         s[n][r] = pij * (dp[n][r] * z - row_delta[hr]); // dS
       }
     std::uint32_t da[4][4];
@@ -420,6 +423,7 @@ __global__ void __launch_bounds__(threads)
   float* delta_s = lse_s + tile;
   const i64 b = blockIdx.z, h = blockIdx.y, j0 = i64(blockIdx.x) * rows_per_block, bh = b * pr.NH + h;
   const sequence sq = sequence_of(pr, b);
+  const philox_args draw = pr.philox.resolved();
   if (j0 >= sq.len_q) return; // past the sequence's rows
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, qd = lane % 4, wr = warp * 16;
   const i64 valid_keys = max(i64(0), min(i64(rows_per_block), sq.len_k - j0)); // keys past L_b get zero gradients
@@ -448,7 +452,7 @@ __global__ void __launch_bounds__(threads)
           const int kr = wr + frag_row(g, r), c = frag_col(n, qd, r);
           const float pij =
               recomputed_probability(masked_score(s[n][r], pr, mask, b, j0 + kr, kr < valid_keys), lse_s[c]);
-          const float z = dropout_factor(pr, bh, i0 + c, j0 + kr);
+          const float z = dropout_factor(pr, draw, bh, i0 + c, j0 + kr);
           pd[n][r] = pij * z;                          // dropped P^T
           s[n][r] = pij * (dp[n][r] * z - delta_s[c]); // dS^T
         }

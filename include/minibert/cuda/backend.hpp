@@ -284,7 +284,10 @@ template <> struct backend<device::cuda> {
   // at once) and stay reserved for it, its dropout kernels draw from the device pair (seed, offset) at `philox` read
   // at replay, with counters relative to `offset` (generator `seed`'s offset now). capture_end instantiates the
   // graph; when the capture failed (an operation that cannot be captured), it throws and the capture is over.
-  // capture_abort ends a capture an exception interrupted. replay queues the graph on ctx.
+  // capture_abort ends a capture an exception interrupted. replay queues the graph on ctx. One capture at a time per
+  // process; run the captured work eagerly once before (kernel settings, plans and caches are made on first use,
+  // which a capture cannot do), and keep alive, for as long as the graph may replay, every tensor allocated before
+  // the capture that the captured work uses.
   static std::shared_ptr<void> graph_pool();
   static void capture_begin(ctx_t&, const std::shared_ptr<void>& pool, const std::uint64_t* philox, std::uint64_t seed,
                             std::uint64_t offset);

@@ -73,7 +73,7 @@ template <class T>
 void backend<device::cuda>::dropout_forward(ctx_t& ctx, const T* x, T* y, std::uint8_t* keep, i64 n, float p,
                                             std::uint64_t seed, std::uint64_t base) {
   MINIBERT_CHECK(p >= 0.0f && p < 1.0f, "dropout", "probability " << p << " outside [0, 1)");
-  cuda::dropout_forward(cuda::stream_of(ctx), x, y, keep, n, p, cuda::philox_of(ctx, seed, base));
+  cuda::dropout_forward(cuda::stream_of(ctx), x, y, keep, n, p, cuda::philox_of(ctx, p, seed, base));
 }
 
 /// dy (n), keep (n) -> dx (n) = dy * keep / (1-p)

@@ -127,6 +127,7 @@ void backend<device::cuda>::capture_begin(ctx_t& ctx, const std::shared_ptr<void
                                           std::uint64_t seed, std::uint64_t offset) {
   MINIBERT_CHECK(!ctx.capture, "cuda graph", "capture_begin: this context is already capturing");
   MINIBERT_CHECK(pool && philox, "cuda graph", "capture_begin needs a graph pool and a device Philox pair");
+  (void)cuda_gemm_wgmma_ready(); // its probe (an allocation, a kernel, a read back) must not run inside the capture
   auto state = std::make_unique<cuda::capture_state>();
   state->pool = pool;
   auto& allocator = cuda::caching_allocator::instance();

@@ -24,17 +24,20 @@ struct philox_args {
 
   __device__ __forceinline__ std::uint64_t key() const { return state ? state[0] : seed; }
   __device__ __forceinline__ std::uint64_t first() const { return state ? state[1] + base : base; }
+  /// the same draw with key and first counter by value (read once, e.g. at a kernel's start)
+  __device__ __forceinline__ philox_args resolved() const { return {key(), first(), nullptr}; }
 };
 
-/// @brief the kernel arguments for a draw of generator `seed` from counter `base` queued on ctx: by value, or read
-/// from the capture's device state while ctx's stream is captured
+/// @brief the kernel arguments for a draw with probability p of generator `seed` from counter `base` queued on ctx:
+/// by value, or read from the capture's device state while ctx's stream is captured (p == 0 draws nothing: no
+/// counters, whatever base says)
 /// @throws minibert::error when a captured draw comes from another generator than the capture's
-inline philox_args philox_of(const context<device::cuda>& ctx, std::uint64_t seed, std::uint64_t base) {
-  if (!ctx.capture_philox) return {seed, base, nullptr};
+inline philox_args philox_of(const context<device::cuda>& ctx, float p, std::uint64_t seed, std::uint64_t base) {
+  if (!ctx.capture_philox || p == 0.0f) return {seed, base, nullptr};
   MINIBERT_CHECK(seed == ctx.capture_seed && base >= ctx.capture_offset, "cuda graph",
-                 "a dropout draw (seed " << seed << ", counter " << base << ") from another generator than the capture's "
-                                         << "(seed " << ctx.capture_seed << ", from counter " << ctx.capture_offset
-                                         << ") cannot be captured");
+                 "a dropout draw (seed " << seed << ", counter " << base << ") from another generator than the "
+                                         << "capture's (seed " << ctx.capture_seed << ", from counter "
+                                         << ctx.capture_offset << ") cannot be captured");
   return {0, base - ctx.capture_offset, ctx.capture_philox};
 }
 

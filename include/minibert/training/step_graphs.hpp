@@ -16,7 +16,8 @@
      the optimizer step, in place of zero_grad. A parameter whose gradient buffer was replaced retires its graph.
    Allocations during a capture come from one private pool shared by this object's graphs (their replays never
    overlap) and are never handed to other tensors. A capture that fails (an operation that cannot be captured, such
-   as a read of a device value on the host) is logged and its shape runs eagerly from then on. */
+   as a read of a device value on the host, or memory) is logged, and no further capture is tried: the shapes
+   without a graph run eagerly from then on. */
 
 #include <compare>    // operator<=> (key)
 #include <cstdint>    // int64_t, uint64_t
@@ -64,7 +65,7 @@ public:
       auto it = graphs_.find(k);
       if (it == graphs_.end()) {
         const bool warmed_up = !seen_.insert(k).second;
-        if (!warmed_up || failed_.count(k) || graphs_.size() >= max_graphs_) return std::nullopt;
+        if (!warmed_up || capture_failed_ || failed_.count(k) || graphs_.size() >= max_graphs_) return std::nullopt;
         it = capture(k, batch, params, gen, fn);
         if (it == graphs_.end()) return std::nullopt;
       } else {
@@ -89,15 +90,18 @@ public:
       else g.grads[i] = std::move(held);
     }
     if (intact) return;
-    log_ << "cuda graphs: a gradient buffer of the graph for batches of shape (" << g.id.rows << ", " << g.id.length
+    const key k = g.id;
+    log_ << "cuda graphs: a gradient buffer of the graph for batches of shape (" << k.rows << ", " << k.length
          << ") was replaced during the optimizer step; that shape runs eagerly from now on\n";
-    failed_.insert(g.id);
-    graphs_.erase(g.id);
+    failed_.insert(k);
+    graphs_.erase(k);
+    release_idle_pool();
   }
 
   std::int64_t captures() const { return captures_; } ///< graphs captured
   std::int64_t replays() const { return replays_; }   ///< steps a graph ran
   std::int64_t failures() const { return std::int64_t(failed_.size()); } ///< shapes that run eagerly after a failure
+  bool capturing_stopped() const { return capture_failed_; } ///< a capture failed: no more are tried
 
 private:
   struct key {
@@ -157,6 +161,8 @@ private:
     g.inputs = clone_batch(batch);
     g.seed = tensor_t::empty({1});
     const std::uint64_t seed = gen.seed(), origin = gen.offset();
+    // the capture cannot give cached memory back to the driver if it runs short: give it back now (once per shape)
+    if constexpr (has_memory_stats<D>) backend<D>::empty_cache(ctx);
     try {
       backend<D>::capture_begin(ctx, pool_, reinterpret_cast<const std::uint64_t*>(philox_.data()), seed, origin);
       g.loss = fn(g.inputs, g.seed);
@@ -169,8 +175,11 @@ private:
       gen.set_state(seed, origin);
       for (variable_t& p : params) p.zero_grad(); // never computed
       failed_.insert(k);
-      log_ << "cuda graphs: batches of shape (" << k.rows << ", " << k.length << ") run eagerly: their step could not be "
-           << "captured (" << e.what() << ")\n";
+      // what fails one shape (an op that cannot be captured, memory) almost always fails the others: stop trying
+      capture_failed_ = true;
+      release_idle_pool();
+      log_ << "cuda graphs: the step of batches of shape (" << k.rows << ", " << k.length << ") could not be "
+           << "captured (" << e.what() << "): shapes without a graph run eagerly from now on\n";
       return graphs_.end();
     } catch (...) {
       backend<D>::capture_abort(ctx);
@@ -180,6 +189,11 @@ private:
     }
     ++captures_;
     return graphs_.emplace(k, std::move(g)).first;
+  }
+
+  /// with no graph left, the pool's memory goes back to the allocator's common cache (a later capture makes a new one)
+  void release_idle_pool() {
+    if (graphs_.empty()) pool_.reset();
   }
 
   /// the gradients the capture left in the parameters become the graph's buffers
@@ -216,6 +230,7 @@ private:
   std::map<key, graph> graphs_;
   std::set<key> seen_, failed_;       // shapes run once (warmed up); shapes that stay eager
   graph* lent_ = nullptr;             // the graph whose gradients the parameters hold
+  bool capture_failed_ = false;       // no more captures after a failed one
   std::int64_t captures_ = 0, replays_ = 0;
 };
 
