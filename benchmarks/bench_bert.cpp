@@ -56,17 +56,26 @@ template <class D, matmul_precision P = matmul_precision::fp32> void bert_infere
   state.counters["peak_rss_mb"] = peak_rss_mb();
 }
 
+/// bert-base in train mode (dropout 0.1) and a labelled random batch (B, T) on device D
+template <class D> struct training_setup {
+  bert_for_sequence_classification<float, D> model{bench::bert_base_config()};
+  generator gen{0};
+  model_batch<D> mb;
+  training_setup(std::int64_t B, std::int64_t T) {
+    model.init_weights(gen);
+    model.train();
+    std::vector<std::int32_t> y(B);
+    for (std::int64_t i = 0; i < B; ++i) y[i] = std::int32_t(i % 2);
+    mb = to_device<D>(model_batch<>{bench::random_batch(B, T, model.config().vocab_size),
+                                    tensor<std::int32_t>::from(y, {B}), B});
+  }
+};
+
 /// forward + backward in train mode (dropout 0.1), gradients zeroed each step (as bench_bert_torch.py)
 template <class D, matmul_precision P = matmul_precision::fp32> void bert_train_step(benchmark::State& state) {
-  const std::int64_t B = state.range(0), T = state.range(1);
-  const bert_config c = bench::bert_base_config();
-  bert_for_sequence_classification<float, D> model(c);
-  generator gen(0);
-  model.init_weights(gen);
-  model.train();
-  std::vector<std::int32_t> y(B);
-  for (std::int64_t i = 0; i < B; ++i) y[i] = std::int32_t(i % 2);
-  const model_batch<D> mb = to_device<D>(model_batch<>{bench::random_batch(B, T, c.vocab_size), tensor<std::int32_t>::from(y, {B}), B});
+  const std::int64_t B = state.range(0);
+  training_setup<D> s(B, state.range(1));
+  auto& [model, gen, mb] = s;
   autocast<D> mixed(P);
   for (auto _ : state) {
     model.zero_grad();
@@ -81,15 +90,9 @@ template <class D, matmul_precision P = matmul_precision::fp32> void bert_train_
 /// the same step through step_graphs (training/step_graphs.hpp): eager on the first iteration, captured on the
 /// second, replayed after (the graph's gradients are taken back where the eager loop zeroes them)
 template <class D, matmul_precision P> void bert_train_step_graphed(benchmark::State& state) {
-  const std::int64_t B = state.range(0), T = state.range(1);
-  const bert_config c = bench::bert_base_config();
-  bert_for_sequence_classification<float, D> model(c);
-  generator gen(0);
-  model.init_weights(gen);
-  model.train();
-  std::vector<std::int32_t> y(B);
-  for (std::int64_t i = 0; i < B; ++i) y[i] = std::int32_t(i % 2);
-  const model_batch<D> mb = to_device<D>(model_batch<>{bench::random_batch(B, T, c.vocab_size), tensor<std::int32_t>::from(y, {B}), B});
+  const std::int64_t B = state.range(0);
+  training_setup<D> s(B, state.range(1));
+  auto& [model, gen, mb] = s;
   std::ostringstream log;
   step_graphs<float, D> graphs(1, log);
   const auto forward_backward = [&](const model_batch<D>& b, const tensor<float, D>& seed) {

@@ -31,6 +31,7 @@
 #include <minibert/detail/philox.hpp>
 
 #include "reference/ops.hpp"
+#include "cuda_test_helpers.hpp"
 #include "test_helpers.hpp"
 
 namespace test_cuda_attention { // each test file in its own namespace: a test group compiles as one unit
@@ -42,11 +43,7 @@ using i64 = std::int64_t;
 using B_cuda = backend<cuda>;
 using test::check_error;
 
-bool skip_without_gpu(const char* name) {
-  if (cuda_available()) return false;
-  std::cout << "[minibert-skip] " << name << ": no CUDA device" << std::endl;
-  return true;
-}
+using test::skip_without_gpu;
 
 /// the operand type the kernels multiply in: T itself for 16-bit data, the matmul precision for fp32 data
 template <class T> double operand_roundoff(matmul_precision m) {

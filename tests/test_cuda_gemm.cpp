@@ -27,6 +27,7 @@
 #include <minibert/cuda/backend.hpp>
 #include <minibert/tensor_ops.hpp> // to_host
 
+#include "cuda_test_helpers.hpp"
 #include "test_helpers.hpp"
 
 namespace test_cuda_gemm { // each test file in its own namespace: a test group compiles as one unit
@@ -36,11 +37,7 @@ using namespace minibert;
 using cuda = device::cuda;
 using i64 = std::int64_t;
 
-bool skip_without_gpu(const char* name) {
-  if (cuda_available()) return false;
-  std::cout << "[minibert-skip] " << name << ": no CUDA device" << std::endl;
-  return true;
-}
+using test::skip_without_gpu;
 
 /// what the tensor cores multiply: bf16 or fp16 (rounded to nearest even), or TF32 (fp32 with 10 mantissa bits,
 /// rounded to nearest with ties away from zero, as cvt.rna.tf32.f32)

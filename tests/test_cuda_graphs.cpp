@@ -9,7 +9,6 @@
 
 #include <cstdint>    // int64_t, int32_t, uint64_t
 #include <filesystem> // temp_directory_path, remove_all (the trainer's output)
-#include <iostream>   // cout (skip notice)
 #include <optional>   // optional
 #include <sstream>    // ostringstream
 #include <string>     // string, to_string
@@ -21,6 +20,7 @@
 #include <minibert/bert.hpp>
 #include <minibert/cuda/backend.hpp>
 
+#include "cuda_test_helpers.hpp"
 #include "test_helpers.hpp"
 
 namespace test_cuda_graphs { // each test file in its own namespace: a test group compiles as one unit
@@ -29,11 +29,7 @@ namespace {
 using namespace minibert;
 using cuda = device::cuda;
 
-bool skip_without_gpu(const char* name) {
-  if (cuda_available()) return false;
-  std::cout << "[minibert-skip] " << name << ": no CUDA device" << std::endl;
-  return true;
-}
+using test::skip_without_gpu;
 
 bert_config small_config(double attention_dropout = 0.1) {
   bert_config c;
@@ -75,13 +71,7 @@ void init_from_cpu(bert_for_sequence_classification<float, cuda>& gpu, std::uint
   bert_for_sequence_classification<float> cpu(gpu.config());
   generator init(seed);
   cpu.init_weights(init);
-  auto src = cpu.named_parameters();
-  auto dst = gpu.named_parameters();
-  REQUIRE(src.size() == dst.size());
-  for (std::size_t i = 0; i < src.size(); ++i) {
-    const tensor<float, cuda> up = to_device<cuda>(src[i].second.value());
-    backend<cuda>::copy(current_context<cuda>(), up.data(), dst[i].second.mutable_value().data(), up.numel());
-  }
+  test::copy_weights(cpu, gpu);
 }
 
 std::vector<std::vector<double>> weights_of(const bert_for_sequence_classification<float, cuda>& model) {

@@ -12,13 +12,13 @@
 
 #include <cmath>   // sqrt, abs
 #include <cstdint> // int64_t, int32_t
-#include <iostream> // cout (skip notice)
 #include <string>  // string
 #include <vector>  // vector
 
 #include <minibert/bert.hpp> // the model, the trainer and the scaler, on both devices
 #include <minibert/cuda/backend.hpp>
 
+#include "cuda_test_helpers.hpp"
 #include "test_helpers.hpp"
 
 namespace test_cuda_model { // each test file in its own namespace: a test group compiles as one unit
@@ -27,11 +27,7 @@ namespace {
 using namespace minibert;
 using cuda = device::cuda;
 
-bool skip_without_gpu(const char* name) {
-  if (cuda_available()) return false;
-  std::cout << "[minibert-skip] " << name << ": no CUDA device" << std::endl;
-  return true;
-}
+using test::skip_without_gpu;
 
 bert_config small_config() {
   bert_config c;
@@ -53,14 +49,7 @@ struct twin_models {
   explicit twin_models(std::uint64_t seed) {
     generator init(seed);
     cpu.init_weights(init);
-    auto src = cpu.named_parameters();
-    auto dst = gpu.named_parameters();
-    REQUIRE(src.size() == dst.size());
-    for (std::size_t i = 0; i < src.size(); ++i) {
-      REQUIRE(src[i].first == dst[i].first);
-      const tensor<float, cuda> up = to_device<cuda>(src[i].second.value());
-      backend<cuda>::copy(current_context<cuda>(), up.data(), dst[i].second.mutable_value().data(), up.numel());
-    }
+    test::copy_weights(cpu, gpu);
     cpu.train();
     gpu.train();
   }
