@@ -71,8 +71,10 @@ template <class T> bool flash_attention_takes(const context<device::cuda>& ctx, 
          d.NH <= 65535 && flash::flash_device();
 }
 
-/// @brief the flash kernels' parameters for padded (B,T) rows (key_len: device (B), or null for every key)
-inline flash::params flash_params(const attention_dims& d, const int* key_len, float p, philox_args draw) {
+/// @brief the flash kernels' parameters for padded (B,T) rows (key_len: device (B), or null for every key), with
+/// dropout p drawn from counter `base` of generator `seed` (philox_of: by value, or from the device when captured)
+inline flash::params flash_params(const context<device::cuda>& ctx, const attention_dims& d, const int* key_len,
+                                  float p, std::uint64_t seed, std::uint64_t base) {
   flash::params pr;
   pr.B = d.B;
   pr.T = d.T;
@@ -83,14 +85,16 @@ inline flash::params flash_params(const attention_dims& d, const int* key_len, f
   pr.scale = 1.0f / std::sqrt(float(d.HS()));
   pr.p = p;
   pr.keep_scale = dropout_scale(p);
-  pr.philox = draw;
+  pr.philox = philox_of(ctx, p, seed, base);
   return pr;
 }
 
 /// @brief the same for packed sequences
 template <class VarlenDims>
-flash::params flash_params(const VarlenDims& d, float p, philox_args draw) {
-  flash::params pr = flash_params(attention_dims{d.B, d.max_seqlen, d.C, d.NH, d.ld_qkv}, nullptr, p, draw);
+flash::params flash_params(const context<device::cuda>& ctx, const VarlenDims& d, float p, std::uint64_t seed,
+                           std::uint64_t base) {
+  flash::params pr =
+      flash_params(ctx, attention_dims{d.B, d.max_seqlen, d.C, d.NH, d.ld_qkv}, nullptr, p, seed, base);
   pr.cu_seqlens = d.cu_seqlens;
   return pr;
 }
@@ -190,8 +194,8 @@ void backend<device::cuda>::attention_forward(ctx_t& ctx, const attention_dims& 
     saved.matmul = ctx.matmul;
     if (flash) {
       const int* key_len = cuda::flash_key_lengths(ctx, d, mask, 0, nullptr);
-      const cuda::flash::params pr = cuda::flash_params(d, key_len, p, cuda::philox_of(ctx, p, seed, base));
-      cuda::flash::forward(ctx, pr, HS, q, k, v, mask, out, saved.lse.data());
+      cuda::flash::forward(ctx, cuda::flash_params(ctx, d, key_len, p, seed, base), HS, q, k, v, mask, out,
+                           saved.lse.data());
       ++ctx.flash_attention_launches;
     } else {
 #if defined(MINIBERT_CUDNN)
@@ -272,10 +276,8 @@ void backend<device::cuda>::attention_backward(ctx_t& ctx, const attention_dims&
   if (saved.provider == attention_provider::flash) {
     float* delta = nullptr;
     const int* key_len = cuda::flash_key_lengths(ctx, d, mask, B * NH * Tn, &delta);
-    const cuda::philox_args draw = cuda::philox_of(ctx, p, saved.seed, saved.base);
-    const cuda::flash::params pr = cuda::flash_params(d, key_len, p, draw);
-    cuda::flash::backward(ctx, saved.matmul, pr, HS, dout, q, k, v, mask, saved.out.data(), saved.lse.data(), delta, dq,
-                          dk, dv);
+    cuda::flash::backward(ctx, saved.matmul, cuda::flash_params(ctx, d, key_len, p, saved.seed, saved.base), HS, dout,
+                          q, k, v, mask, saved.out.data(), saved.lse.data(), delta, dq, dk, dv);
     return;
   }
   MINIBERT_CHECK(saved.probs.data() && saved.probs.numel() == n, "attention",
@@ -329,8 +331,8 @@ void backend<device::cuda>::attention_varlen_forward(ctx_t& ctx, const varlen_di
                                           << ": packed sequences need the flash provider, head size 32, 64 or 128, "
                                              "tensor-core operands and an sm_80+ device");
   if (d.B == 0 || d.max_seqlen == 0) return;
-  const cuda::flash::params pr = cuda::flash_params(d, p, cuda::philox_of(ctx, p, seed, base));
-  cuda::flash::forward(ctx, pr, d.C / d.NH, q, k, v, static_cast<const T*>(nullptr), out, lse);
+  cuda::flash::forward(ctx, cuda::flash_params(ctx, d, p, seed, base), d.C / d.NH, q, k, v,
+                       static_cast<const T*>(nullptr), out, lse);
   ++ctx.flash_attention_launches;
 }
 
@@ -347,9 +349,8 @@ void backend<device::cuda>::attention_varlen_backward(ctx_t& ctx, const varlen_d
   if (d.B == 0 || d.max_seqlen == 0) return;
   float* delta = nullptr;
   cuda::flash_key_lengths(ctx, padded, static_cast<const T*>(nullptr), d.B * d.NH * d.max_seqlen, &delta);
-  const cuda::flash::params pr = cuda::flash_params(d, p, cuda::philox_of(ctx, p, seed, base));
-  cuda::flash::backward(ctx, ctx.matmul, pr, d.C / d.NH, dout, q, k, v, static_cast<const T*>(nullptr), out, lse,
-                        delta, dq, dk, dv);
+  cuda::flash::backward(ctx, ctx.matmul, cuda::flash_params(ctx, d, p, seed, base), d.C / d.NH, dout, q, k, v,
+                        static_cast<const T*>(nullptr), out, lse, delta, dq, dk, dv);
 }
 
 } // namespace minibert

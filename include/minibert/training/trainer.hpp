@@ -432,27 +432,22 @@ template <class T, class Device> void trainer<T, Device>::load_checkpoint(const 
 
 template <class T, class Device>
 void trainer<T, Device>::train_step(const model_batch<Device>& mb, std::int64_t accumulation_steps, bool last_micro_batch) {
-  if (graphs_) {
-    const T seed = scaler_ ? scaler_->seed_value() : T(1);
-    const auto forward_backward = [&](const model_batch<Device>& b, const tensor<T, Device>& s) {
-      autocast<Device> mixed(args_.precision());
-      auto loss = model_.loss(model_.forward(b.inputs, gen_), b.labels);
-      loss.backward(s);
-      return loss.value();
-    };
-    const auto graphed = graphs_->run(mb, model_.parameters(), gen_, seed, forward_backward);
-    if (graphed) {
-      backend<Device>::axpy(current_context<Device>(), T(1), graphed->data(), loss_since_log_.data(), 1);
-      return;
-    }
+  // the loss gradient's seed: scaler.scale(loss).backward() seeds the loss scale, loss.backward() seeds 1
+  const T seed = scaler_ ? scaler_->seed_value() : T(1);
+  const auto forward_backward = [&](const model_batch<Device>& b, const tensor<T, Device>& s) {
+    autocast<Device> mixed(args_.precision()); // forward and backward: the backward's matmuls run at its precision too
+    auto loss = model_.loss(model_.forward(b.inputs, gen_), b.labels);
+    if (accumulation_steps > 1) loss = scale(loss, T(acc_t<T>(1) / acc_t<T>(accumulation_steps)));
+    loss.backward(s);
+    return loss.value();
+  };
+  std::optional<tensor<T, Device>> loss;
+  if (graphs_) loss = graphs_->run(mb, model_.parameters(), gen_, seed, forward_backward);
+  if (!loss) {
+    if (reducer_) reducer_->prepare_backward(last_micro_batch);
+    loss = forward_backward(mb, full_on<T, Device>({1}, seed));
   }
-  autocast<Device> mixed(args_.precision()); // forward and backward: the backward's matmuls run at its precision too
-  if (reducer_) reducer_->prepare_backward(last_micro_batch);
-  auto loss = model_.loss(model_.forward(mb.inputs, gen_), mb.labels);
-  if (accumulation_steps > 1) loss = scale(loss, T(acc_t<T>(1) / acc_t<T>(accumulation_steps)));
-  if (scaler_) loss.backward(scaler_->seed_like(loss)); // scaler.scale(loss).backward()
-  else loss.backward();
-  backend<Device>::axpy(current_context<Device>(), T(1), loss.value().data(), loss_since_log_.data(), 1);
+  backend<Device>::axpy(current_context<Device>(), T(1), loss->data(), loss_since_log_.data(), 1);
 }
 
 template <class T, class Device> tensor<double, Device> trainer<T, Device>::optimizer_step() {
